@@ -1,1 +1,38 @@
-fn main(){}
+//! The `r2v` binary: parses arguments, starts tracing, and hands each subcommand to
+//! one function in [`commands`]. No business logic lives here.
+
+mod cli;
+mod commands;
+mod logging;
+mod progress;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use commands::{Exit, InvalidRequestFile};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init_tracing(cli.log_format, "warn");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return Exit::Failure.into();
+        }
+    };
+    let (json, result) = match cli.command {
+        Command::Run(args) => (args.json, commands::run(args, &runtime)),
+        Command::Validate(args) => (args.json, commands::validate(args, &runtime)),
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(error) => match error.downcast_ref::<InvalidRequestFile>() {
+            Some(invalid) => commands::report_invalid_file(invalid, json).into(),
+            None => {
+                eprintln!("error: {error:#}");
+                Exit::Failure.into()
+            }
+        },
+    }
+}

@@ -1,0 +1,222 @@
+//! One request, start to finish, without HTTP: references fetched and checked, plan,
+//! render, encode, and the output probed so that every reported field is what ffprobe
+//! reads from the file. `r2v run` calls this directly; a server worker calls it on its
+//! engine thread.
+
+use crate::audio;
+use crate::engine::{Engine, EngineError, FrameSink, LogLevel, ReferenceMedia, RenderCtx};
+use crate::plan::{self, Plan};
+use crate::safety::SafetyPolicy;
+use r2v_api::{Output, Preset, RequestError, ValidInput, VideoFile};
+use r2v_media::MediaError;
+use r2v_media::probe::{self, VideoProbe};
+use r2v_media::reference::{LoadError, LoadedMedia, ReferenceLoader};
+use r2v_media::video::{self, EncodeSettings, Mp4Encoder};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Longest side of reference images as the preview samples them.
+const REFERENCE_MAX_SIDE: u32 = 1280;
+/// Longest side of decoded reference-video frames.
+const REFERENCE_VIDEO_MAX_SIDE: u32 = 720;
+/// Most seconds of each reference video that are decoded.
+const REFERENCE_VIDEO_SECONDS: u32 = 10;
+
+/// A finished video and what ffprobe read from it.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// Where the mp4 was written.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub file_size: u64,
+    /// What ffprobe read from it (frames counted).
+    pub probe: VideoProbe,
+    /// The seed that was used.
+    pub seed: u64,
+    /// The rewritten prompt, when expansion ran.
+    pub actual_prompt: Option<String>,
+}
+
+impl Generated {
+    /// The API's output object, with the video served at `url`.
+    pub fn to_output(&self, url: String) -> Output {
+        let v = &self.probe.video;
+        Output {
+            video: VideoFile {
+                url,
+                content_type: "video/mp4".to_owned(),
+                file_name: self
+                    .path
+                    .file_name()
+                    .map_or_else(|| "output.mp4".to_owned(), |n| n.to_string_lossy().into_owned()),
+                file_size: self.file_size,
+                width: v.width,
+                height: v.height,
+                fps: v.fps,
+                duration: v.duration.unwrap_or(self.probe.duration),
+                num_frames: v.num_frames.unwrap_or(0),
+            },
+            seed: self.seed,
+            actual_prompt: self.actual_prompt.clone(),
+        }
+    }
+}
+
+/// Runs requests on one engine.
+#[derive(Clone)]
+pub struct Generator {
+    engine: Arc<dyn Engine>,
+    loader: ReferenceLoader,
+    safety: SafetyPolicy,
+}
+
+impl Generator {
+    /// A generator that renders with `engine` and loads references with `loader`.
+    pub fn new(engine: Arc<dyn Engine>, loader: ReferenceLoader, safety: SafetyPolicy) -> Self {
+        Self { engine, loader, safety }
+    }
+
+    /// The engine requests run on.
+    pub fn engine(&self) -> &dyn Engine {
+        self.engine.as_ref()
+    }
+
+    /// Generates the video for `input` into `output`. Blocking: call it from a thread
+    /// that may block; `runtime` drives the reference downloads.
+    pub fn generate(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        input: &ValidInput,
+        preset: Preset,
+        output: &Path,
+        ctx: &mut dyn RenderCtx,
+    ) -> Result<Generated, RequestError> {
+        ctx.log(LogLevel::Info, &format!("engine: {}", self.engine.describe()));
+        if input.enable_safety_checker {
+            self.safety.check_prompt(&input.prompt).map_err(RequestError::ContentPolicy)?;
+            ctx.log(
+                LogLevel::Info,
+                "safety checker: prompt checked against the policy list; no output classifier is configured, so frames are not checked",
+            );
+        }
+
+        let count = input.reference_count() as u64;
+        ctx.progress("download", 0, count);
+        ctx.log(LogLevel::Info, &format!("download: fetching and checking {count} reference(s)"));
+        let loaded = runtime.block_on(self.loader.load_all(input)).map_err(|e| match e {
+            LoadError::Invalid(details) => RequestError::Invalid(details),
+            LoadError::Internal(error) => internal(&error),
+        })?;
+        ctx.progress("download", count, count);
+        let references = self.decode_references(loaded, ctx)?;
+
+        let seed = input.seed.unwrap_or_else(plan::random_seed);
+        let plan = plan::plan(input, preset, seed);
+        log_plan(&plan, ctx);
+
+        let pcm = plan.enable_audio.then(|| {
+            ctx.log(LogLevel::Info, "audio: procedural bed with a cue per shot (no neural audio stage yet)");
+            audio::render_bed(&plan)
+        });
+        let mut settings = EncodeSettings::new(plan.width, plan.height, plan.fps);
+        settings.comment = format!("r2v {} engine, seed {}", self.engine.name(), plan.seed);
+        let tools = self.loader.tools();
+        let mut encoder = EncoderSink {
+            encoder: Some(Mp4Encoder::start(tools, output, &settings, pcm.as_ref()).map_err(|e| internal(&e))?),
+        };
+        match self.engine.render(&plan, &references, ctx, &mut encoder) {
+            Ok(()) => {}
+            Err(EngineError::Cancelled) => return Err(RequestError::Cancelled),
+            Err(EngineError::Media(error)) => {
+                let error = match encoder.encoder.take() {
+                    Some(enc) => enc.abort(error),
+                    None => error,
+                };
+                return Err(internal(&error));
+            }
+        }
+        ctx.log(LogLevel::Info, "mux: finishing the mp4");
+        encoder
+            .encoder
+            .take()
+            .expect("the encoder is only taken on failure")
+            .finish()
+            .map_err(|e| internal(&e))?;
+        let probe = probe::probe(tools, output, true).map_err(|e| internal(&e))?;
+        let file_size = std::fs::metadata(output).map_err(|e| internal(&MediaError::io("reading the output size", e)))?.len();
+        ctx.log(LogLevel::Info, &format!("done: {} bytes, {} frames", file_size, probe.video.num_frames.unwrap_or(0)));
+        Ok(Generated {
+            path: output.to_path_buf(),
+            file_size,
+            probe,
+            seed,
+            actual_prompt: plan.actual_prompt,
+        })
+    }
+
+    fn decode_references(&self, loaded: Vec<LoadedMedia>, ctx: &mut dyn RenderCtx) -> Result<Vec<ReferenceMedia>, RequestError> {
+        let total = loaded.len() as u64;
+        let mut media = Vec::with_capacity(loaded.len());
+        for (i, item) in loaded.into_iter().enumerate() {
+            if ctx.cancelled() {
+                return Err(RequestError::Cancelled);
+            }
+            media.push(match item {
+                LoadedMedia::Image(image) => ReferenceMedia::Image(fit(image, REFERENCE_MAX_SIDE)),
+                LoadedMedia::Video(video) => {
+                    let frames = video::decode_frames(
+                        self.loader.tools(),
+                        &video.path,
+                        REFERENCE_VIDEO_MAX_SIDE,
+                        ReferenceMedia::VIDEO_FPS,
+                        ReferenceMedia::VIDEO_FPS * REFERENCE_VIDEO_SECONDS,
+                    )
+                    .map_err(|e| match e.detail(r2v_api::loc!["body", "video_urls", i]) {
+                        Some(detail) => RequestError::Invalid(vec![detail]),
+                        None => internal(&e),
+                    })?;
+                    ReferenceMedia::Video(frames)
+                }
+            });
+            ctx.progress("decode references", i as u64 + 1, total);
+        }
+        Ok(media)
+    }
+}
+
+/// Shrinks `image` so that its longest side is at most `max_side`.
+fn fit(image: image::RgbImage, max_side: u32) -> image::RgbImage {
+    let longest = image.width().max(image.height());
+    if longest <= max_side {
+        return image;
+    }
+    let scale = f64::from(max_side) / f64::from(longest);
+    let (w, h) = ((f64::from(image.width()) * scale).round() as u32, (f64::from(image.height()) * scale).round() as u32);
+    image::imageops::resize(&image, w.max(1), h.max(1), image::imageops::FilterType::Triangle)
+}
+
+fn log_plan(plan: &Plan, ctx: &mut dyn RenderCtx) {
+    ctx.log(
+        LogLevel::Info,
+        &format!(
+            "plan: {}x{} at {} fps, {} frames, {} shot(s), {} reference(s), seed {}",
+            plan.width, plan.height, plan.fps, plan.num_frames, plan.shots.len(), plan.references.len(), plan.seed
+        ),
+    );
+}
+
+fn internal(error: &MediaError) -> RequestError {
+    RequestError::Internal { message: error.to_string() }
+}
+
+/// Feeds rendered frames into the mp4 encoder.
+struct EncoderSink {
+    encoder: Option<Mp4Encoder>,
+}
+
+impl FrameSink for EncoderSink {
+    fn frame(&mut self, rgb: &[u8]) -> Result<(), EngineError> {
+        let encoder = self.encoder.as_mut().expect("frames arrive only while encoding");
+        encoder.write_frame(rgb).map_err(EngineError::Media)
+    }
+}
