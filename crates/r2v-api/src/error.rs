@@ -93,7 +93,7 @@ pub enum RequestError {
     /// The input or a reference file broke a rule of SPEC §2: 422.
     Invalid(Vec<ErrorDetail>),
     /// The safety checker refused the prompt or the output: 422.
-    ContentPolicy(ErrorDetail),
+    ContentPolicy(Box<ErrorDetail>),
     /// The request body exceeded the configured limit (bytes): 413.
     TooLarge {
         /// The limit in bytes.
@@ -134,7 +134,7 @@ impl RequestError {
     pub fn body(&self) -> Value {
         match self {
             Self::Invalid(details) => json!({ "detail": details }),
-            Self::ContentPolicy(detail) => json!({ "detail": [detail] }),
+            Self::ContentPolicy(detail) => json!({ "detail": [detail.as_ref()] }),
             Self::TooLarge { limit } => json!({
                 "detail": format!("Request body is larger than the limit of {limit} bytes"),
                 "error_type": self.error_type(),
@@ -186,8 +186,13 @@ mod tests {
         assert_eq!(RequestError::Cancelled.status(), 499);
         assert_eq!(RequestError::Cancelled.error_type(), "client_cancelled");
         assert_eq!(RequestError::Invalid(vec![]).status(), 422);
-        let internal = RequestError::Internal { message: "x".into() };
-        assert_eq!((internal.status(), internal.error_type()), (500, "internal_error"));
+        let internal = RequestError::Internal {
+            message: "x".into(),
+        };
+        assert_eq!(
+            (internal.status(), internal.error_type()),
+            (500, "internal_error")
+        );
         assert_eq!(RequestError::TooLarge { limit: 1 }.status(), 413);
     }
 }

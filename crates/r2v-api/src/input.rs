@@ -135,15 +135,29 @@ pub fn validate(body: &Value, options: &ValidateOptions) -> Result<ValidInput, V
         ]);
     };
     let mut errors = Vec::new();
-    let mut fields = Fields { obj, errors: &mut errors };
+    let mut fields = Fields {
+        obj,
+        errors: &mut errors,
+    };
 
     let prompt = fields.string("prompt", Some(1), MAX_PROMPT_CHARS, None);
     let video_urls = fields.references("video_urls", MAX_VIDEOS, options);
     let image_urls = fields.references("image_urls", MAX_IMAGES, options);
-    let aspect_ratio = fields.choice("aspect_ratio", &AspectRatio::ALL, AspectRatio::as_str, AspectRatio::Landscape16x9);
-    let resolution = fields.choice("resolution", &Resolution::ALL, Resolution::as_str, Resolution::P1080);
+    let aspect_ratio = fields.choice(
+        "aspect_ratio",
+        &AspectRatio::ALL,
+        AspectRatio::as_str,
+        AspectRatio::Landscape16x9,
+    );
+    let resolution = fields.choice(
+        "resolution",
+        &Resolution::ALL,
+        Resolution::as_str,
+        Resolution::P1080,
+    );
     let duration = fields.duration();
-    let negative_prompt = fields.string("negative_prompt", None, MAX_NEGATIVE_PROMPT_CHARS, Some(""));
+    let negative_prompt =
+        fields.string("negative_prompt", None, MAX_NEGATIVE_PROMPT_CHARS, Some(""));
     let enable_prompt_expansion = fields.boolean("enable_prompt_expansion", true);
     let multi_shots = fields.boolean("multi_shots", true);
     let enable_audio = fields.boolean("enable_audio", true);
@@ -177,20 +191,45 @@ pub fn validate(body: &Value, options: &ValidateOptions) -> Result<ValidInput, V
         match prompt::parse_timeline(prompt, duration_s) {
             Ok(t) => timeline = Some(t),
             Err(problems) => errors.extend(problems.into_iter().map(|p| {
-                ErrorDetail::new(loc!["body", "prompt"], "value_error", format!("Value error, {p}"))
-                    .with_ctx(json!({ "error": p.to_string(), "segment": p.segment }))
+                ErrorDetail::new(
+                    loc!["body", "prompt"],
+                    "value_error",
+                    format!("Value error, {p}"),
+                )
+                .with_ctx(json!({ "error": p.to_string(), "segment": p.segment }))
             })),
         }
     }
 
     match (
-        prompt, video_urls, image_urls, aspect_ratio, resolution, duration, negative_prompt,
-        enable_prompt_expansion, multi_shots, enable_audio, seed, enable_safety_checker, timeline,
+        prompt,
+        video_urls,
+        image_urls,
+        aspect_ratio,
+        resolution,
+        duration,
+        negative_prompt,
+        enable_prompt_expansion,
+        multi_shots,
+        enable_audio,
+        seed,
+        enable_safety_checker,
+        timeline,
     ) {
         (
-            Some(prompt), Some(video_urls), Some(image_urls), Some(aspect_ratio), Some(resolution),
-            Some(duration), Some(negative_prompt), Some(enable_prompt_expansion), Some(multi_shots),
-            Some(enable_audio), Some(seed), Some(enable_safety_checker), Some(timeline),
+            Some(prompt),
+            Some(video_urls),
+            Some(image_urls),
+            Some(aspect_ratio),
+            Some(resolution),
+            Some(duration),
+            Some(negative_prompt),
+            Some(enable_prompt_expansion),
+            Some(multi_shots),
+            Some(enable_audio),
+            Some(seed),
+            Some(enable_safety_checker),
+            Some(timeline),
         ) if errors.is_empty() => Ok(ValidInput {
             prompt,
             video_urls,
@@ -251,7 +290,13 @@ impl<'a> Fields<'a> {
             .push(ErrorDetail::new(loc!["body", name], kind, msg).with_input(truncated(value)));
     }
 
-    fn string(&mut self, name: &str, min: Option<usize>, max: usize, default: Option<&str>) -> Option<String> {
+    fn string(
+        &mut self,
+        name: &str,
+        min: Option<usize>,
+        max: usize,
+        default: Option<&str>,
+    ) -> Option<String> {
         let Some(value) = self.get(name) else {
             return match default {
                 Some(d) => Some(d.to_owned()),
@@ -265,7 +310,12 @@ impl<'a> Fields<'a> {
             };
         };
         let Some(s) = value.as_str() else {
-            self.type_error(name, "string_type", "Input should be a valid string", &value.clone());
+            self.type_error(
+                name,
+                "string_type",
+                "Input should be a valid string",
+                &value.clone(),
+            );
             return None;
         };
         let chars = s.chars().count();
@@ -295,12 +345,22 @@ impl<'a> Fields<'a> {
         Some(s.to_owned())
     }
 
-    fn references(&mut self, name: &str, max: usize, options: &ValidateOptions) -> Option<Vec<ReferenceSource>> {
+    fn references(
+        &mut self,
+        name: &str,
+        max: usize,
+        options: &ValidateOptions,
+    ) -> Option<Vec<ReferenceSource>> {
         let Some(value) = self.get(name) else {
             return Some(Vec::new());
         };
         let Some(items) = value.as_array() else {
-            self.type_error(name, "list_type", "Input should be a valid list", &value.clone());
+            self.type_error(
+                name,
+                "list_type",
+                "Input should be a valid list",
+                &value.clone(),
+            );
             return None;
         };
         let mut ok = true;
@@ -320,8 +380,12 @@ impl<'a> Fields<'a> {
             let Some(s) = item.as_str() else {
                 ok = false;
                 self.errors.push(
-                    ErrorDetail::new(loc!["body", name, i], "string_type", "Input should be a valid string")
-                        .with_input(truncated(item)),
+                    ErrorDetail::new(
+                        loc!["body", name, i],
+                        "string_type",
+                        "Input should be a valid string",
+                    )
+                    .with_input(truncated(item)),
                 );
                 continue;
             };
@@ -331,25 +395,38 @@ impl<'a> Fields<'a> {
                     ok = false;
                     let mut detail = detail;
                     detail.loc = loc!["body", name, i];
-                    self.errors.push(detail);
+                    self.errors.push(*detail);
                 }
             }
         }
         ok.then_some(sources)
     }
 
-    fn choice<T: Copy>(&mut self, name: &str, all: &[T], as_str: fn(T) -> &'static str, default: T) -> Option<T> {
+    fn choice<T: Copy>(
+        &mut self,
+        name: &str,
+        all: &[T],
+        as_str: fn(T) -> &'static str,
+        default: T,
+    ) -> Option<T> {
         let Some(value) = self.get(name) else {
             return Some(default);
         };
-        if let Some(found) = value.as_str().and_then(|s| all.iter().copied().find(|&v| as_str(v) == s)) {
+        if let Some(found) = value
+            .as_str()
+            .and_then(|s| all.iter().copied().find(|&v| as_str(v) == s))
+        {
             return Some(found);
         }
         let expected = expected_list(all.iter().map(|&v| as_str(v)));
         self.errors.push(
-            ErrorDetail::new(loc!["body", name], "enum", format!("Input should be {expected}"))
-                .with_ctx(json!({ "expected": expected }))
-                .with_input(truncated(value)),
+            ErrorDetail::new(
+                loc!["body", name],
+                "enum",
+                format!("Input should be {expected}"),
+            )
+            .with_ctx(json!({ "expected": expected }))
+            .with_input(truncated(value)),
         );
         None
     }
@@ -357,9 +434,12 @@ impl<'a> Fields<'a> {
     fn duration(&mut self) -> Option<Duration> {
         // The wire type is an enum string, and the integers 5 and 10 are accepted too.
         if let Some(n) = self.get("duration").and_then(Value::as_u64) {
-            return Duration::ALL.into_iter().find(|d| u64::from(d.seconds()) == n).or_else(|| {
-                self.choice("duration", &Duration::ALL, Duration::as_str, Duration::Five)
-            });
+            return Duration::ALL
+                .into_iter()
+                .find(|d| u64::from(d.seconds()) == n)
+                .or_else(|| {
+                    self.choice("duration", &Duration::ALL, Duration::as_str, Duration::Five)
+                });
         }
         self.choice("duration", &Duration::ALL, Duration::as_str, Duration::Five)
     }
@@ -384,7 +464,12 @@ impl<'a> Fields<'a> {
             _ => None,
         };
         if parsed.is_none() {
-            self.type_error(name, "bool_type", "Input should be a valid boolean", &value.clone());
+            self.type_error(
+                name,
+                "bool_type",
+                "Input should be a valid boolean",
+                &value.clone(),
+            );
         }
         parsed
     }
@@ -395,15 +480,24 @@ impl<'a> Fields<'a> {
         };
         let value = value.clone();
         let Value::Number(n) = &value else {
-            self.type_error("seed", "int_type", "Input should be a valid integer", &value);
+            self.type_error(
+                "seed",
+                "int_type",
+                "Input should be a valid integer",
+                &value,
+            );
             return None;
         };
         if let Some(seed) = n.as_u64() {
             if seed >= SEED_LIMIT {
                 self.errors.push(
-                    ErrorDetail::new(loc!["body", "seed"], "less_than", format!("Input should be less than {SEED_LIMIT}"))
-                        .with_ctx(json!({ "lt": SEED_LIMIT }))
-                        .with_input(value),
+                    ErrorDetail::new(
+                        loc!["body", "seed"],
+                        "less_than",
+                        format!("Input should be less than {SEED_LIMIT}"),
+                    )
+                    .with_ctx(json!({ "lt": SEED_LIMIT }))
+                    .with_input(value),
                 );
                 return None;
             }
@@ -411,19 +505,31 @@ impl<'a> Fields<'a> {
         }
         if n.as_i64().is_some() || n.as_f64().is_some_and(|f| f < 0.0) {
             self.errors.push(
-                ErrorDetail::new(loc!["body", "seed"], "greater_than_equal", "Input should be greater than or equal to 0")
-                    .with_ctx(json!({ "ge": 0 }))
-                    .with_input(value),
+                ErrorDetail::new(
+                    loc!["body", "seed"],
+                    "greater_than_equal",
+                    "Input should be greater than or equal to 0",
+                )
+                .with_ctx(json!({ "ge": 0 }))
+                .with_input(value),
             );
             return None;
         }
-        self.type_error("seed", "int_type", "Input should be a valid integer", &value);
+        self.type_error(
+            "seed",
+            "int_type",
+            "Input should be a valid integer",
+            &value,
+        );
         None
     }
 }
 
 /// Classifies one reference string; the error's `loc` is filled in by the caller.
-fn reference_source(s: &str, options: &ValidateOptions) -> Result<ReferenceSource, ErrorDetail> {
+fn reference_source(
+    s: &str,
+    options: &ValidateOptions,
+) -> Result<ReferenceSource, Box<ErrorDetail>> {
     let lower_prefix: String = s.chars().take(8).collect::<String>().to_ascii_lowercase();
     if lower_prefix.starts_with("http://") || lower_prefix.starts_with("https://") {
         return Ok(ReferenceSource::Url(s.to_owned()));
@@ -442,9 +548,15 @@ fn reference_source(s: &str, options: &ValidateOptions) -> Result<ReferenceSourc
     } else {
         "'http', 'https' or 'data'"
     };
-    Err(ErrorDetail::new(Vec::new(), "url_scheme", format!("URL scheme should be {expected}"))
+    Err(Box::new(
+        ErrorDetail::new(
+            Vec::new(),
+            "url_scheme",
+            format!("URL scheme should be {expected}"),
+        )
         .with_ctx(json!({ "expected_schemes": expected }))
-        .with_input(truncated(&Value::String(s.to_owned()))))
+        .with_input(truncated(&Value::String(s.to_owned()))),
+    ))
 }
 
 /// pydantic's way of listing choices: `'a', 'b' or 'c'`.
@@ -494,8 +606,17 @@ mod tests {
         let body = json!({"prompt": "x", "image_urls": ["examples/a.png"]});
         let err = validate(&body, &ValidateOptions::default()).unwrap_err();
         assert_eq!(err[0].kind, "url_scheme");
-        let ok = validate(&body, &ValidateOptions { allow_local_paths: true }).unwrap();
-        assert_eq!(ok.image_urls, vec![ReferenceSource::LocalPath("examples/a.png".into())]);
+        let ok = validate(
+            &body,
+            &ValidateOptions {
+                allow_local_paths: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            ok.image_urls,
+            vec![ReferenceSource::LocalPath("examples/a.png".into())]
+        );
     }
 
     #[test]

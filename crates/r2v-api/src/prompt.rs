@@ -31,9 +31,7 @@ pub fn character_tags(prompt: &str) -> Vec<CharacterTag> {
                     .count();
             let ends_word = digits_end == bytes.len() || !is_word(bytes[digits_end]);
             if digits_end > digits_start && ends_word {
-                let number = prompt[digits_start..digits_end]
-                    .parse()
-                    .unwrap_or(u32::MAX);
+                let number = prompt[digits_start..digits_end].parse().unwrap_or(u32::MAX);
                 tags.push(CharacterTag {
                     number,
                     span: i..digits_end,
@@ -129,21 +127,21 @@ pub fn parse_timeline(
                 seg.end, seg.start
             ));
         }
-        if let Some(prev) = previous_end {
-            if seg.start < prev {
-                problem(format!(
-                    "starts at {}s, before the previous shot ends at {}s (shots must be in increasing order and must not overlap)",
-                    seg.start, prev
-                ));
-            }
+        if let Some(prev) = previous_end
+            && seg.start < prev
+        {
+            problem(format!(
+                "starts at {}s, before the previous shot ends at {}s (shots must be in increasing order and must not overlap)",
+                seg.start, prev
+            ));
         }
-        if let Some(duration) = duration_s {
-            if seg.end > duration {
-                problem(format!(
-                    "ends at {}s, after the end of the {}s video",
-                    seg.end, duration
-                ));
-            }
+        if let Some(duration) = duration_s
+            && seg.end > duration
+        {
+            problem(format!(
+                "ends at {}s, after the end of the {}s video",
+                seg.end, duration
+            ));
         }
         if seg.text.is_empty() {
             problem("has no text".to_owned());
@@ -249,7 +247,9 @@ mod tests {
 
     #[test]
     fn tags_are_whole_words_and_case_insensitive() {
-        let tags = character_tags("character1 meets CHARACTER12, not xCharacter3 or Character4b; Character");
+        let tags = character_tags(
+            "character1 meets CHARACTER12, not xCharacter3 or Character4b; Character",
+        );
         let numbers: Vec<u32> = tags.iter().map(|t| t.number).collect();
         assert_eq!(numbers, vec![1, 12]);
         assert_eq!(character_tags("Character99999999999")[0].number, u32::MAX);
@@ -257,12 +257,21 @@ mod tests {
 
     #[test]
     fn timeline_splits_at_markers() {
-        let t = parse_timeline("Style: noir. [0-2.5s] Character1 walks. [2.5 - 5 s] She turns.", Some(5.0)).unwrap();
+        let t = parse_timeline(
+            "Style: noir. [0-2.5s] Character1 walks. [2.5 - 5 s] She turns.",
+            Some(5.0),
+        )
+        .unwrap();
         assert_eq!(t.preamble, "Style: noir.");
         assert_eq!(t.segments.len(), 2);
         assert_eq!((t.segments[1].start, t.segments[1].end), (2.5, 5.0));
         assert_eq!(t.segments[1].text, "She turns.");
-        assert!(parse_timeline("a [link] and [1-2] are text", Some(5.0)).unwrap().segments.is_empty());
+        assert!(
+            parse_timeline("a [link] and [1-2] are text", Some(5.0))
+                .unwrap()
+                .segments
+                .is_empty()
+        );
     }
 
     #[test]
@@ -270,7 +279,11 @@ mod tests {
         let err = parse_timeline("[0-3s] a [2-4s] b [4-6s] c", Some(5.0)).unwrap_err();
         assert_eq!(err.len(), 2);
         assert_eq!(err[0].segment, 2);
-        assert!(err[0].problem.contains("before the previous shot ends"), "{}", err[0]);
+        assert!(
+            err[0].problem.contains("before the previous shot ends"),
+            "{}",
+            err[0]
+        );
         assert_eq!(err[1].segment, 3);
         assert!(err[1].problem.contains("after the end of the 5s video"));
         let err = parse_timeline("[3-1s] backwards", None).unwrap_err();

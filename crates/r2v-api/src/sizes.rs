@@ -138,7 +138,10 @@ mod tests {
                 let (w, h) = frame_size(aspect, res);
                 assert!(w % 16 == 0 || w % 8 == 0, "{w}");
                 assert_eq!(w % 2 + h % 2, 0);
-                let landscape = matches!(aspect, AspectRatio::Landscape16x9 | AspectRatio::Landscape4x3);
+                let landscape = matches!(
+                    aspect,
+                    AspectRatio::Landscape16x9 | AspectRatio::Landscape4x3
+                );
                 assert_eq!(w > h, landscape, "{aspect:?} {res:?}");
             }
         }

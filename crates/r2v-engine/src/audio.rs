@@ -10,7 +10,9 @@ use std::f64::consts::TAU;
 pub const SAMPLE_RATE: u32 = 48_000;
 
 /// Root notes (Hz) the drone may use: A1 to G#2.
-const ROOTS: [f64; 12] = [55.0, 58.27, 61.74, 65.41, 69.3, 73.42, 77.78, 82.41, 87.31, 92.5, 98.0, 103.83];
+const ROOTS: [f64; 12] = [
+    55.0, 58.27, 61.74, 65.41, 69.3, 73.42, 77.78, 82.41, 87.31, 92.5, 98.0, 103.83,
+];
 
 /// Renders the bed for `plan`.
 pub fn render_bed(plan: &Plan) -> AudioPcm {
@@ -25,7 +27,10 @@ pub fn render_bed(plan: &Plan) -> AudioPcm {
             // Each cue climbs the major pentatonic scale from two octaves above the root.
             let steps = [0.0, 2.0, 4.0, 7.0, 9.0];
             let semitones = steps[k % steps.len()] + 12.0 * (k / steps.len()) as f64;
-            (f64::from(shot.start_frame) / f64::from(plan.fps), root * 4.0 * 2f64.powf(semitones / 12.0))
+            (
+                f64::from(shot.start_frame) / f64::from(plan.fps),
+                root * 4.0 * 2f64.powf(semitones / 12.0),
+            )
         })
         .collect();
     let fade = 0.05 * rate;
@@ -33,14 +38,20 @@ pub fn render_bed(plan: &Plan) -> AudioPcm {
     for n in 0..total {
         let t = n as f64 / rate;
         let swell = 0.6 + 0.4 * (TAU * t / 4.0).sin();
-        let drone_l = (TAU * root * t).sin() + 0.5 * (TAU * root * 1.5 * t).sin() + 0.25 * (TAU * root * 2.0 * t).sin();
-        let drone_r = (TAU * root * 1.003 * t).sin() + 0.5 * (TAU * root * 1.497 * t).sin() + 0.25 * (TAU * root * 2.004 * t).sin();
+        let drone_l = (TAU * root * t).sin()
+            + 0.5 * (TAU * root * 1.5 * t).sin()
+            + 0.25 * (TAU * root * 2.0 * t).sin();
+        let drone_r = (TAU * root * 1.003 * t).sin()
+            + 0.5 * (TAU * root * 1.497 * t).sin()
+            + 0.25 * (TAU * root * 2.004 * t).sin();
         let mut cue = 0.0;
         for &(start, freq) in &cue_times {
             let dt = t - start;
             if (0.0..2.0).contains(&dt) {
                 let attack = (dt / 0.005).min(1.0);
-                cue += attack * (-dt * 3.0).exp() * ((TAU * freq * dt).sin() + 0.3 * (TAU * freq * 2.76 * dt).sin());
+                cue += attack
+                    * (-dt * 3.0).exp()
+                    * ((TAU * freq * dt).sin() + 0.3 * (TAU * freq * 2.76 * dt).sin());
             }
         }
         let edge = (n as f64 / fade).min((total - n) as f64 / fade).min(1.0);
@@ -49,7 +60,11 @@ pub fn render_bed(plan: &Plan) -> AudioPcm {
         samples.push(to_i16(left));
         samples.push(to_i16(right));
     }
-    AudioPcm { sample_rate: SAMPLE_RATE, channels: 2, samples }
+    AudioPcm {
+        sample_rate: SAMPLE_RATE,
+        channels: 2,
+        samples,
+    }
 }
 
 fn to_i16(x: f64) -> i16 {
@@ -65,16 +80,28 @@ mod tests {
 
     #[test]
     fn bed_is_stereo_full_length_and_has_a_cue_per_shot() {
-        let input = validate(&json!({"prompt": "[0-2s] a [2-5s] b"}), &ValidateOptions::default()).unwrap();
+        let input = validate(
+            &json!({"prompt": "[0-2s] a [2-5s] b"}),
+            &ValidateOptions::default(),
+        )
+        .unwrap();
         let p = plan(&input, Preset::Flash, 3);
         let pcm = render_bed(&p);
         assert_eq!((pcm.channels, pcm.samples.len()), (2, 5 * 48_000 * 2));
         let energy = |from_s: f64| -> f64 {
             let start = (from_s * 48_000.0) as usize * 2;
-            pcm.samples[start..start + 4800].iter().map(|&s| f64::from(s).powi(2)).sum::<f64>()
+            pcm.samples[start..start + 4800]
+                .iter()
+                .map(|&s| f64::from(s).powi(2))
+                .sum::<f64>()
         };
         // The cue at 2 s makes the 100 ms after it louder than the 100 ms before it.
-        assert!(energy(2.0) > 1.5 * energy(1.85), "{} vs {}", energy(2.0), energy(1.85));
+        assert!(
+            energy(2.0) > 1.5 * energy(1.85),
+            "{} vs {}",
+            energy(2.0),
+            energy(1.85)
+        );
         assert_eq!(render_bed(&p), pcm);
     }
 }

@@ -45,10 +45,10 @@ impl Generated {
             video: VideoFile {
                 url,
                 content_type: "video/mp4".to_owned(),
-                file_name: self
-                    .path
-                    .file_name()
-                    .map_or_else(|| "output.mp4".to_owned(), |n| n.to_string_lossy().into_owned()),
+                file_name: self.path.file_name().map_or_else(
+                    || "output.mp4".to_owned(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
                 file_size: self.file_size,
                 width: v.width,
                 height: v.height,
@@ -68,12 +68,25 @@ pub struct Generator {
     engine: Arc<dyn Engine>,
     loader: ReferenceLoader,
     safety: SafetyPolicy,
+    x264_preset: String,
 }
 
 impl Generator {
     /// A generator that renders with `engine` and loads references with `loader`.
     pub fn new(engine: Arc<dyn Engine>, loader: ReferenceLoader, safety: SafetyPolicy) -> Self {
-        Self { engine, loader, safety }
+        let x264_preset = EncodeSettings::new(2, 2, 1).preset;
+        Self {
+            engine,
+            loader,
+            safety,
+            x264_preset,
+        }
+    }
+
+    /// Uses another x264 preset (speed against file size; the format is the same).
+    pub fn with_x264_preset(mut self, preset: String) -> Self {
+        self.x264_preset = preset;
+        self
     }
 
     /// The engine requests run on.
@@ -91,9 +104,12 @@ impl Generator {
         output: &Path,
         ctx: &mut dyn RenderCtx,
     ) -> Result<Generated, RequestError> {
-        ctx.log(LogLevel::Info, &format!("engine: {}", self.engine.describe()));
+        ctx.log(
+            LogLevel::Info,
+            &format!("engine: {}", self.engine.describe()),
+        );
         if input.enable_safety_checker {
-            self.safety.check_prompt(&input.prompt).map_err(RequestError::ContentPolicy)?;
+            self.safety.check_prompt(&input.prompt)?;
             ctx.log(
                 LogLevel::Info,
                 "safety checker: prompt checked against the policy list; no output classifier is configured, so frames are not checked",
@@ -102,11 +118,16 @@ impl Generator {
 
         let count = input.reference_count() as u64;
         ctx.progress("download", 0, count);
-        ctx.log(LogLevel::Info, &format!("download: fetching and checking {count} reference(s)"));
-        let loaded = runtime.block_on(self.loader.load_all(input)).map_err(|e| match e {
-            LoadError::Invalid(details) => RequestError::Invalid(details),
-            LoadError::Internal(error) => internal(&error),
-        })?;
+        ctx.log(
+            LogLevel::Info,
+            &format!("download: fetching and checking {count} reference(s)"),
+        );
+        let loaded = runtime
+            .block_on(self.loader.load_all(input))
+            .map_err(|e| match e {
+                LoadError::Invalid(details) => RequestError::Invalid(details),
+                LoadError::Internal(error) => internal(&error),
+            })?;
         ctx.progress("download", count, count);
         let references = self.decode_references(loaded, ctx)?;
 
@@ -115,14 +136,21 @@ impl Generator {
         log_plan(&plan, ctx);
 
         let pcm = plan.enable_audio.then(|| {
-            ctx.log(LogLevel::Info, "audio: procedural bed with a cue per shot (no neural audio stage yet)");
+            ctx.log(
+                LogLevel::Info,
+                "audio: procedural bed with a cue per shot (no neural audio stage yet)",
+            );
             audio::render_bed(&plan)
         });
         let mut settings = EncodeSettings::new(plan.width, plan.height, plan.fps);
+        settings.preset = self.x264_preset.clone();
         settings.comment = format!("r2v {} engine, seed {}", self.engine.name(), plan.seed);
         let tools = self.loader.tools();
         let mut encoder = EncoderSink {
-            encoder: Some(Mp4Encoder::start(tools, output, &settings, pcm.as_ref()).map_err(|e| internal(&e))?),
+            encoder: Some(
+                Mp4Encoder::start(tools, output, &settings, pcm.as_ref())
+                    .map_err(|e| internal(&e))?,
+            ),
         };
         match self.engine.render(&plan, &references, ctx, &mut encoder) {
             Ok(()) => {}
@@ -143,8 +171,17 @@ impl Generator {
             .finish()
             .map_err(|e| internal(&e))?;
         let probe = probe::probe(tools, output, true).map_err(|e| internal(&e))?;
-        let file_size = std::fs::metadata(output).map_err(|e| internal(&MediaError::io("reading the output size", e)))?.len();
-        ctx.log(LogLevel::Info, &format!("done: {} bytes, {} frames", file_size, probe.video.num_frames.unwrap_or(0)));
+        let file_size = std::fs::metadata(output)
+            .map_err(|e| internal(&MediaError::io("reading the output size", e)))?
+            .len();
+        ctx.log(
+            LogLevel::Info,
+            &format!(
+                "done: {} bytes, {} frames",
+                file_size,
+                probe.video.num_frames.unwrap_or(0)
+            ),
+        );
         Ok(Generated {
             path: output.to_path_buf(),
             file_size,
@@ -154,7 +191,11 @@ impl Generator {
         })
     }
 
-    fn decode_references(&self, loaded: Vec<LoadedMedia>, ctx: &mut dyn RenderCtx) -> Result<Vec<ReferenceMedia>, RequestError> {
+    fn decode_references(
+        &self,
+        loaded: Vec<LoadedMedia>,
+        ctx: &mut dyn RenderCtx,
+    ) -> Result<Vec<ReferenceMedia>, RequestError> {
         let total = loaded.len() as u64;
         let mut media = Vec::with_capacity(loaded.len());
         for (i, item) in loaded.into_iter().enumerate() {
@@ -171,9 +212,11 @@ impl Generator {
                         ReferenceMedia::VIDEO_FPS,
                         ReferenceMedia::VIDEO_FPS * REFERENCE_VIDEO_SECONDS,
                     )
-                    .map_err(|e| match e.detail(r2v_api::loc!["body", "video_urls", i]) {
-                        Some(detail) => RequestError::Invalid(vec![detail]),
-                        None => internal(&e),
+                    .map_err(|e| {
+                        match e.detail(r2v_api::loc!["body", "video_urls", i]) {
+                            Some(detail) => RequestError::Invalid(vec![detail]),
+                            None => internal(&e),
+                        }
                     })?;
                     ReferenceMedia::Video(frames)
                 }
@@ -191,8 +234,16 @@ fn fit(image: image::RgbImage, max_side: u32) -> image::RgbImage {
         return image;
     }
     let scale = f64::from(max_side) / f64::from(longest);
-    let (w, h) = ((f64::from(image.width()) * scale).round() as u32, (f64::from(image.height()) * scale).round() as u32);
-    image::imageops::resize(&image, w.max(1), h.max(1), image::imageops::FilterType::Triangle)
+    let (w, h) = (
+        (f64::from(image.width()) * scale).round() as u32,
+        (f64::from(image.height()) * scale).round() as u32,
+    );
+    image::imageops::resize(
+        &image,
+        w.max(1),
+        h.max(1),
+        image::imageops::FilterType::Triangle,
+    )
 }
 
 fn log_plan(plan: &Plan, ctx: &mut dyn RenderCtx) {
@@ -200,13 +251,21 @@ fn log_plan(plan: &Plan, ctx: &mut dyn RenderCtx) {
         LogLevel::Info,
         &format!(
             "plan: {}x{} at {} fps, {} frames, {} shot(s), {} reference(s), seed {}",
-            plan.width, plan.height, plan.fps, plan.num_frames, plan.shots.len(), plan.references.len(), plan.seed
+            plan.width,
+            plan.height,
+            plan.fps,
+            plan.num_frames,
+            plan.shots.len(),
+            plan.references.len(),
+            plan.seed
         ),
     );
 }
 
 fn internal(error: &MediaError) -> RequestError {
-    RequestError::Internal { message: error.to_string() }
+    RequestError::Internal {
+        message: error.to_string(),
+    }
 }
 
 /// Feeds rendered frames into the mp4 encoder.
@@ -216,7 +275,10 @@ struct EncoderSink {
 
 impl FrameSink for EncoderSink {
     fn frame(&mut self, rgb: &[u8]) -> Result<(), EngineError> {
-        let encoder = self.encoder.as_mut().expect("frames arrive only while encoding");
+        let encoder = self
+            .encoder
+            .as_mut()
+            .expect("frames arrive only while encoding");
         encoder.write_frame(rgb).map_err(EngineError::Media)
     }
 }

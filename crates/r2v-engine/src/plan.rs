@@ -110,10 +110,16 @@ pub fn plan(input: &ValidInput, preset: Preset, seed: u64) -> Plan {
         .iter()
         .enumerate()
         .map(|(k, (start_s, text))| {
-            let end_s = timed.get(k + 1).map_or(f64::from(input.duration.seconds()), |next| next.0);
+            let end_s = timed
+                .get(k + 1)
+                .map_or(f64::from(input.duration.seconds()), |next| next.0);
             let mut characters = tag_numbers(text);
             if characters.is_empty() {
-                characters = if preamble_tags.is_empty() { all.clone() } else { preamble_tags.clone() };
+                characters = if preamble_tags.is_empty() {
+                    all.clone()
+                } else {
+                    preamble_tags.clone()
+                };
             }
             Shot {
                 start_frame: seconds_to_frame(*start_s, num_frames),
@@ -170,7 +176,14 @@ fn timed_texts(timeline: &Timeline, input: &ValidInput, duration_s: f64) -> Vec<
             let from = k * sentences.len() / shots;
             let to = (k + 1) * sentences.len() / shots;
             let text = sentences[from..to].join(" ");
-            (k as f64 * per_shot, if text.is_empty() { prompt.clone() } else { text })
+            (
+                k as f64 * per_shot,
+                if text.is_empty() {
+                    prompt.clone()
+                } else {
+                    text
+                },
+            )
         })
         .collect()
 }
@@ -229,22 +242,47 @@ mod tests {
     use serde_json::json;
 
     fn planned(body: serde_json::Value) -> Plan {
-        let input = validate(&body, &ValidateOptions { allow_local_paths: true }).unwrap();
+        let input = validate(
+            &body,
+            &ValidateOptions {
+                allow_local_paths: true,
+            },
+        )
+        .unwrap();
         plan(&input, Preset::Flash, 7)
     }
 
     #[test]
     fn references_are_numbered_videos_first() {
-        let p = planned(json!({"prompt": "x", "image_urls": ["a.png"], "video_urls": ["v1.mp4", "v2.mp4"]}));
-        let described: Vec<String> = p.references.iter().map(|r| format!("{} {}", r.number, r.describe())).collect();
-        assert_eq!(described, ["1 reference video 1", "2 reference video 2", "3 reference image 1"]);
+        let p = planned(
+            json!({"prompt": "x", "image_urls": ["a.png"], "video_urls": ["v1.mp4", "v2.mp4"]}),
+        );
+        let described: Vec<String> = p
+            .references
+            .iter()
+            .map(|r| format!("{} {}", r.number, r.describe()))
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "1 reference video 1",
+                "2 reference video 2",
+                "3 reference image 1"
+            ]
+        );
     }
 
     #[test]
     fn marked_shots_cover_every_frame() {
-        let p = planned(json!({"prompt": "Noir. [0-2s] Character1 waits. [3-5s] Character2 arrives.",
-            "image_urls": ["a.png", "b.png"], "enable_prompt_expansion": false}));
-        let ranges: Vec<(u32, u32, Vec<u32>)> = p.shots.iter().map(|s| (s.start_frame, s.end_frame, s.characters.clone())).collect();
+        let p = planned(
+            json!({"prompt": "Noir. [0-2s] Character1 waits. [3-5s] Character2 arrives.",
+            "image_urls": ["a.png", "b.png"], "enable_prompt_expansion": false}),
+        );
+        let ranges: Vec<(u32, u32, Vec<u32>)> = p
+            .shots
+            .iter()
+            .map(|s| (s.start_frame, s.end_frame, s.characters.clone()))
+            .collect();
         assert_eq!(ranges, vec![(0, 90, vec![1]), (90, 150, vec![2])]);
         assert_eq!(p.actual_prompt, None);
     }

@@ -72,7 +72,11 @@ fn resolve_tags(text: &str, plan: &Plan) -> String {
 
 fn ensure_period(text: &str) -> String {
     let t = text.trim();
-    if t.ends_with(['.', '!', '?']) { t.to_owned() } else { format!("{t}.") }
+    if t.ends_with(['.', '!', '?']) {
+        t.to_owned()
+    } else {
+        format!("{t}.")
+    }
 }
 
 fn trim_seconds(s: f64) -> String {
@@ -82,7 +86,9 @@ fn trim_seconds(s: f64) -> String {
 
 /// FNV-1a, a stable hash (std's `DefaultHasher` may change between releases).
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -95,11 +101,29 @@ mod tests {
     fn tags_are_resolved_and_shots_timed() {
         let body = json!({"prompt": "[0-2.5s] Character1 waves. [2.5-5s] Character2 smiles",
             "video_urls": ["v.mp4"], "image_urls": ["i.png"], "negative_prompt": "blur"});
-        let input = validate(&body, &ValidateOptions { allow_local_paths: true }).unwrap();
+        let input = validate(
+            &body,
+            &ValidateOptions {
+                allow_local_paths: true,
+            },
+        )
+        .unwrap();
         let a = plan(&input, Preset::Flash, 1).actual_prompt.unwrap();
-        assert!(a.starts_with("[0-2.5s] Shot 1: Character1 (the subject of reference video 1) waves. Camera: "), "{a}");
-        assert!(a.contains("[2.5-5s] Shot 2: Character2 (the subject of reference image 1) smiles."), "{a}");
+        assert!(
+            a.starts_with(
+                "[0-2.5s] Shot 1: Character1 (the subject of reference video 1) waves. Camera: "
+            ),
+            "{a}"
+        );
+        assert!(
+            a.contains("[2.5-5s] Shot 2: Character2 (the subject of reference image 1) smiles."),
+            "{a}"
+        );
         assert!(a.ends_with("Avoid: blur"), "{a}");
-        assert_eq!(plan(&input, Preset::Flash, 99).actual_prompt.unwrap(), a, "independent of the seed");
+        assert_eq!(
+            plan(&input, Preset::Flash, 99).actual_prompt.unwrap(),
+            a,
+            "independent of the seed"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The safety checker's prompt policy (SPEC §4): the operator's list of blocked terms.
 //! No output-frame classifier exists yet; the pipeline logs that when the checker is on.
 
-use r2v_api::{ErrorDetail, loc};
+use r2v_api::{ErrorDetail, RequestError, loc};
 use serde_json::json;
 
 /// The operator's prompt policy.
@@ -12,8 +12,8 @@ pub struct SafetyPolicy {
 }
 
 impl SafetyPolicy {
-    /// The `content_policy_violation` detail for the first blocked term in `prompt`.
-    pub fn check_prompt(&self, prompt: &str) -> Result<(), ErrorDetail> {
+    /// A `content_policy_violation` when `prompt` contains a blocked term.
+    pub fn check_prompt(&self, prompt: &str) -> Result<(), RequestError> {
         let words: Vec<String> = prompt
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
@@ -21,13 +21,19 @@ impl SafetyPolicy {
             .collect();
         for term in &self.blocked_terms {
             let term_words: Vec<String> = term.split_whitespace().map(str::to_lowercase).collect();
-            if !term_words.is_empty() && words.windows(term_words.len()).any(|w| w == term_words.as_slice()) {
-                return Err(ErrorDetail::new(
-                    loc!["body", "prompt"],
-                    "content_policy_violation",
-                    "The prompt was flagged by the content policy",
-                )
-                .with_ctx(json!({ "policy": "prompt_terms" })));
+            if !term_words.is_empty()
+                && words
+                    .windows(term_words.len())
+                    .any(|w| w == term_words.as_slice())
+            {
+                return Err(RequestError::ContentPolicy(Box::new(
+                    ErrorDetail::new(
+                        loc!["body", "prompt"],
+                        "content_policy_violation",
+                        "The prompt was flagged by the content policy",
+                    )
+                    .with_ctx(json!({ "policy": "prompt_terms" })),
+                )));
             }
         }
         Ok(())
@@ -40,7 +46,9 @@ mod tests {
 
     #[test]
     fn whole_words_only() {
-        let policy = SafetyPolicy { blocked_terms: vec!["bad thing".into()] };
+        let policy = SafetyPolicy {
+            blocked_terms: vec!["bad thing".into()],
+        };
         assert!(policy.check_prompt("a BAD thing happens").is_err());
         assert!(policy.check_prompt("a badthing happens").is_ok());
     }

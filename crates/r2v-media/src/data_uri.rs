@@ -35,13 +35,24 @@ pub fn decode(uri: &str, max_bytes: u64) -> Result<DataUri, MediaError> {
         .split_once(',')
         .ok_or_else(|| malformed("there is no `,` between the header and the data"))?;
     let mut params = header.split(';');
-    let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let media_type = params
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
-        return Err(malformed("only base64 data URIs (`data:<type>;base64,<data>`) are supported"));
+        return Err(malformed(
+            "only base64 data URIs (`data:<type>;base64,<data>`) are supported",
+        ));
     }
-    let payload: String = payload.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let payload: String = payload
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     if payload.len() as u64 / 4 * 3 > max_bytes.saturating_add(3) {
-        return Err(MediaError::TooLarge { max_size: max_bytes });
+        return Err(MediaError::TooLarge {
+            max_size: max_bytes,
+        });
     }
     let bytes = STANDARD
         .decode(payload.as_bytes())
@@ -50,7 +61,9 @@ pub fn decode(uri: &str, max_bytes: u64) -> Result<DataUri, MediaError> {
             reason: format!("the base64 data is invalid ({e})"),
         })?;
     if bytes.len() as u64 > max_bytes {
-        return Err(MediaError::TooLarge { max_size: max_bytes });
+        return Err(MediaError::TooLarge {
+            max_size: max_bytes,
+        });
     }
     if bytes.is_empty() {
         return Err(malformed("it holds no data"));
@@ -65,7 +78,10 @@ mod tests {
     #[test]
     fn decodes_base64_with_or_without_padding() {
         let d = decode("data:image/png;base64,aGVsbG8=", 100).unwrap();
-        assert_eq!((d.media_type.as_str(), d.bytes.as_slice()), ("image/png", &b"hello"[..]));
+        assert_eq!(
+            (d.media_type.as_str(), d.bytes.as_slice()),
+            ("image/png", &b"hello"[..])
+        );
         assert_eq!(decode("DATA:;base64,aGVsbG8", 100).unwrap().bytes, b"hello");
     }
 

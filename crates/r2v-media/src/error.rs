@@ -43,7 +43,9 @@ pub enum MediaError {
         found: String,
     },
     /// A PNG or WEBP has pixels that are not fully opaque.
-    #[error("image has a transparent alpha channel ({transparent_pixels} pixels are not opaque); remove the transparency")]
+    #[error(
+        "image has a transparent alpha channel ({transparent_pixels} pixels are not opaque); remove the transparency"
+    )]
     ImageAlpha {
         /// How many pixels have alpha < 255.
         transparent_pixels: u64,

@@ -48,7 +48,10 @@ impl FetchPolicy {
 
     fn check_url(&self, url: &url::Url) -> Result<(), String> {
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("the scheme `{}` is not allowed; use http or https", url.scheme()));
+            return Err(format!(
+                "the scheme `{}` is not allowed; use http or https",
+                url.scheme()
+            ));
         }
         let ip = match url.host() {
             Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
@@ -59,7 +62,9 @@ impl FetchPolicy {
         if self.permits(ip) {
             Ok(())
         } else {
-            Err(format!("the address {ip} is private, loopback or link-local, which this server does not fetch from"))
+            Err(format!(
+                "the address {ip} is private, loopback or link-local, which this server does not fetch from"
+            ))
         }
     }
 }
@@ -109,7 +114,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let host = name.as_str().to_owned();
         Box::pin(async move {
             let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = all.iter().copied().filter(|a| policy.permits(a.ip())).collect();
+            let allowed: Vec<SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|a| policy.permits(a.ip()))
+                .collect();
             if allowed.is_empty() {
                 let shown: Vec<String> = all.iter().map(|a| a.ip().to_string()).collect();
                 return Err(format!(
@@ -143,7 +152,9 @@ impl Fetcher {
             .timeout(policy.timeout)
             .connect_timeout(policy.connect_timeout)
             .user_agent(concat!("r2v/", env!("CARGO_PKG_VERSION")))
-            .dns_resolver(GuardedResolver { policy: policy.clone() })
+            .dns_resolver(GuardedResolver {
+                policy: policy.clone(),
+            })
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() > redirect_policy.max_redirects {
                     let max = redirect_policy.max_redirects;
@@ -158,7 +169,9 @@ impl Fetcher {
                 }
             }))
             .build()
-            .map_err(|e| MediaError::io("could not build the HTTP client", std::io::Error::other(e)))?;
+            .map_err(|e| {
+                MediaError::io("could not build the HTTP client", std::io::Error::other(e))
+            })?;
         Ok(Self { client, policy })
     }
 
@@ -186,14 +199,18 @@ impl Fetcher {
             return Err(fail(format!("the server answered {status}")));
         }
         if response.content_length().is_some_and(|len| len > max_bytes) {
-            return Err(MediaError::TooLarge { max_size: max_bytes });
+            return Err(MediaError::TooLarge {
+                max_size: max_bytes,
+            });
         }
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| fail(describe(&e, self.policy.timeout)))?;
             if body.len() as u64 + chunk.len() as u64 > max_bytes {
-                return Err(MediaError::TooLarge { max_size: max_bytes });
+                return Err(MediaError::TooLarge {
+                    max_size: max_bytes,
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -224,8 +241,20 @@ mod tests {
 
     #[test]
     fn public_and_private_addresses() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-            "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "224.0.0.1"] {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
         for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
@@ -236,10 +265,25 @@ mod tests {
     #[test]
     fn urls_are_checked_before_connecting() {
         let policy = FetchPolicy::default();
-        for url in ["http://127.0.0.1/x", "http://[::1]/", "file:///etc/passwd", "http://169.254.169.254/latest"] {
-            assert!(policy.check_url(&url::Url::parse(url).unwrap()).is_err(), "{url}");
+        for url in [
+            "http://127.0.0.1/x",
+            "http://[::1]/",
+            "file:///etc/passwd",
+            "http://169.254.169.254/latest",
+        ] {
+            assert!(
+                policy.check_url(&url::Url::parse(url).unwrap()).is_err(),
+                "{url}"
+            );
         }
-        let allowed = FetchPolicy { allowed_addresses: vec!["127.0.0.2".parse().unwrap()], ..FetchPolicy::default() };
-        assert!(allowed.check_url(&url::Url::parse("http://127.0.0.2:9/").unwrap()).is_ok());
+        let allowed = FetchPolicy {
+            allowed_addresses: vec!["127.0.0.2".parse().unwrap()],
+            ..FetchPolicy::default()
+        };
+        assert!(
+            allowed
+                .check_url(&url::Url::parse("http://127.0.0.2:9/").unwrap())
+                .is_ok()
+        );
     }
 }

@@ -73,12 +73,15 @@ impl Default for Tools {
     }
 }
 
+/// The stdout reader thread's result: the bytes kept, and whether there were more.
+type StdoutReader = JoinHandle<std::io::Result<(Vec<u8>, bool)>>;
+
 /// A running, sandboxed child process.
 pub struct Subprocess {
     program: String,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
-    stdout: Option<JoinHandle<std::io::Result<(Vec<u8>, bool)>>>,
+    stdout: Option<StdoutReader>,
     stderr: Option<JoinHandle<Vec<u8>>>,
     watchdog: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
     timed_out: Arc<AtomicBool>,
@@ -93,15 +96,20 @@ impl Subprocess {
         limits: Limits,
         with_stdin: bool,
     ) -> Result<Self, MediaError> {
-        let name = program
-            .file_name()
-            .map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let mut command = Command::new(program);
         command
             .args(args)
             .env_clear()
             .env("LC_ALL", "C")
-            .stdin(if with_stdin { Stdio::piped() } else { Stdio::null() })
+            .stdin(if with_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -131,7 +139,9 @@ impl Subprocess {
         let max_stdout = limits.max_stdout;
         let stdout = std::thread::spawn(move || {
             let mut buf = Vec::new();
-            let n = (&mut out).take(max_stdout as u64 + 1).read_to_end(&mut buf)?;
+            let n = (&mut out)
+                .take(max_stdout as u64 + 1)
+                .read_to_end(&mut buf)?;
             let overflow = n > max_stdout;
             if overflow {
                 buf.truncate(max_stdout);
@@ -252,7 +262,11 @@ impl Drop for Subprocess {
 }
 
 /// Runs a program to completion without stdin and returns its stdout.
-pub fn run(program: &std::path::Path, args: &[String], limits: Limits) -> Result<Vec<u8>, MediaError> {
+pub fn run(
+    program: &std::path::Path,
+    args: &[String],
+    limits: Limits,
+) -> Result<Vec<u8>, MediaError> {
     Subprocess::spawn(program, args, limits, false)?.finish()
 }
 
@@ -272,7 +286,13 @@ fn wait_exited_unreaped(pid: libc::pid_t) {
     // SAFETY: waitid writes into a zeroed siginfo_t that it owns for the call.
     unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
-        while libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) != 0 {
+        while libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        ) != 0
+        {
             if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
                 break;
             }
@@ -297,22 +317,26 @@ mod tests {
     use super::*;
 
     fn sh(script: &str, limits: Limits) -> Result<Vec<u8>, MediaError> {
-        run(std::path::Path::new("/bin/sh"), &["-c".into(), script.into()], limits)
+        run(
+            std::path::Path::new("/bin/sh"),
+            &["-c".into(), script.into()],
+            limits,
+        )
     }
 
     #[test]
     fn captures_stdout_and_reports_exit_codes() {
         assert_eq!(sh("printf hi", Limits::probe()).unwrap(), b"hi");
         let err = sh("echo broken >&2; exit 3", Limits::probe()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "sh failed with exit code 3: broken"
-        );
+        assert_eq!(err.to_string(), "sh failed with exit code 3: broken");
     }
 
     #[test]
     fn stdout_over_the_cap_is_an_error() {
-        let limits = Limits { max_stdout: 10, ..Limits::probe() };
+        let limits = Limits {
+            max_stdout: 10,
+            ..Limits::probe()
+        };
         let err = sh("head -c 100 /dev/zero", limits).unwrap_err();
         assert!(err.to_string().contains("more than 10 bytes"), "{err}");
     }

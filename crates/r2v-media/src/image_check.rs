@@ -17,24 +17,39 @@ const MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
 /// Checks an untrusted image against every rule of SPEC §2 and returns its RGB pixels.
 pub fn check_and_decode(bytes: &[u8]) -> Result<RgbImage, MediaError> {
     if bytes.len() as u64 > MAX_IMAGE_BYTES {
-        return Err(MediaError::TooLarge { max_size: MAX_IMAGE_BYTES });
+        return Err(MediaError::TooLarge {
+            max_size: MAX_IMAGE_BYTES,
+        });
     }
     let format = image::guess_format(bytes).map_err(|_| MediaError::UnsupportedImageFormat {
         found: "unknown (not an image)".to_owned(),
     })?;
-    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Bmp | ImageFormat::WebP) {
+    if !matches!(
+        format,
+        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Bmp | ImageFormat::WebP
+    ) {
         return Err(MediaError::UnsupportedImageFormat {
             found: format!("{format:?}").to_ascii_lowercase(),
         });
     }
-    let load_error = |e: image::ImageError| MediaError::ImageLoad { reason: e.to_string() };
+    let load_error = |e: image::ImageError| MediaError::ImageLoad {
+        reason: e.to_string(),
+    };
     let reader = || ImageReader::with_format(Cursor::new(bytes), format);
     let (width, height) = reader().into_dimensions().map_err(load_error)?;
     if width < MIN_SIDE || height < MIN_SIDE {
-        return Err(MediaError::ImageTooSmall { width, height, min: MIN_SIDE });
+        return Err(MediaError::ImageTooSmall {
+            width,
+            height,
+            min: MIN_SIDE,
+        });
     }
     if width > MAX_SIDE || height > MAX_SIDE {
-        return Err(MediaError::ImageTooLarge { width, height, max: MAX_SIDE });
+        return Err(MediaError::ImageTooLarge {
+            width,
+            height,
+            max: MAX_SIDE,
+        });
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -71,18 +86,35 @@ mod tests {
     fn opaque_rgba_passes_and_transparent_rgba_fails() {
         let opaque = RgbaImage::from_pixel(300, 260, Rgba([10, 20, 30, 255]));
         let decoded = check_and_decode(&png(DynamicImage::ImageRgba8(opaque.clone()))).unwrap();
-        assert_eq!((decoded.width(), decoded.height(), decoded.get_pixel(5, 5).0), (300, 260, [10, 20, 30]));
+        assert_eq!(
+            (decoded.width(), decoded.height(), decoded.get_pixel(5, 5).0),
+            (300, 260, [10, 20, 30])
+        );
         let mut transparent = opaque;
         transparent.put_pixel(3, 3, Rgba([0, 0, 0, 128]));
         let err = check_and_decode(&png(DynamicImage::ImageRgba8(transparent))).unwrap_err();
-        assert!(matches!(err, MediaError::ImageAlpha { transparent_pixels: 1 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                MediaError::ImageAlpha {
+                    transparent_pixels: 1
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn sides_are_checked_from_the_header() {
         let small = png(DynamicImage::new_rgb8(200, 200));
-        assert!(matches!(check_and_decode(&small), Err(MediaError::ImageTooSmall { width: 200, .. })));
+        assert!(matches!(
+            check_and_decode(&small),
+            Err(MediaError::ImageTooSmall { width: 200, .. })
+        ));
         let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;";
-        assert!(matches!(check_and_decode(gif), Err(MediaError::UnsupportedImageFormat { .. })));
+        assert!(matches!(
+            check_and_decode(gif),
+            Err(MediaError::UnsupportedImageFormat { .. })
+        ));
     }
 }

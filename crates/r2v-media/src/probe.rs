@@ -87,18 +87,36 @@ struct RawStream {
 /// Probes `path`. A file ffprobe cannot read, or one without a video stream, is
 /// [`MediaError::UnsupportedVideoFormat`]; a crash or timeout stays internal.
 pub fn probe(tools: &Tools, path: &Path, count_frames: bool) -> Result<VideoProbe, MediaError> {
-    let mut args: Vec<String> = ["-v", "error", "-protocol_whitelist", "file", "-threads", "1",
-        "-of", "json", "-show_format", "-show_streams"]
-        .map(String::from)
-        .to_vec();
+    let mut args: Vec<String> = [
+        "-v",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-threads",
+        "1",
+        "-of",
+        "json",
+        "-show_format",
+        "-show_streams",
+    ]
+    .map(String::from)
+    .to_vec();
     if count_frames {
         args.push("-count_frames".into());
     }
     args.push(path.display().to_string());
     let stdout = match ffmpeg::run(&tools.ffprobe, &args, Limits::probe()) {
         Ok(out) => out,
-        Err(MediaError::Ffmpeg { status, stderr_tail, .. }) if status.starts_with("exit code") => {
-            let reason = stderr_tail.lines().last().unwrap_or("ffprobe could not read it").to_owned();
+        Err(MediaError::Ffmpeg {
+            status,
+            stderr_tail,
+            ..
+        }) if status.starts_with("exit code") => {
+            let reason = stderr_tail
+                .lines()
+                .last()
+                .unwrap_or("ffprobe could not read it")
+                .to_owned();
             return Err(MediaError::UnsupportedVideoFormat { reason });
         }
         Err(other) => return Err(other),
@@ -108,10 +126,19 @@ pub fn probe(tools: &Tools, path: &Path, count_frames: bool) -> Result<VideoProb
         status: format!("unreadable JSON ({e})"),
         stderr_tail: String::new(),
     })?;
-    let unsupported = |reason: &str| MediaError::UnsupportedVideoFormat { reason: reason.to_owned() };
-    let format = raw.format.ok_or_else(|| unsupported("no container was recognised"))?;
+    let unsupported = |reason: &str| MediaError::UnsupportedVideoFormat {
+        reason: reason.to_owned(),
+    };
+    let format = raw
+        .format
+        .ok_or_else(|| unsupported("no container was recognised"))?;
     let is_picture = |s: &RawStream| {
-        s.disposition.as_ref().and_then(|d| d.get("attached_pic")).copied().unwrap_or(0) != 0
+        s.disposition
+            .as_ref()
+            .and_then(|d| d.get("attached_pic"))
+            .copied()
+            .unwrap_or(0)
+            != 0
     };
     let video = raw
         .streams
@@ -130,12 +157,20 @@ pub fn probe(tools: &Tools, path: &Path, count_frames: bool) -> Result<VideoProb
         .and_then(|d| d.parse().ok())
         .or(video_duration)
         .unwrap_or(0.0);
-    let audio = raw.streams.iter().find(|s| s.codec_type == "audio").map(|a| AudioStream {
-        codec: a.codec_name.clone().unwrap_or_default(),
-        sample_rate: a.sample_rate.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0),
-        channels: a.channels.unwrap_or(0),
-        duration: a.duration.as_deref().and_then(|d| d.parse().ok()),
-    });
+    let audio = raw
+        .streams
+        .iter()
+        .find(|s| s.codec_type == "audio")
+        .map(|a| AudioStream {
+            codec: a.codec_name.clone().unwrap_or_default(),
+            sample_rate: a
+                .sample_rate
+                .as_deref()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0),
+            channels: a.channels.unwrap_or(0),
+            duration: a.duration.as_deref().and_then(|d| d.parse().ok()),
+        });
     Ok(VideoProbe {
         format_name: format.format_name,
         duration,

@@ -52,7 +52,7 @@ pub enum LoadedMedia {
     /// A decoded image.
     Image(RgbImage),
     /// A checked video file.
-    Video(CheckedVideo),
+    Video(Box<CheckedVideo>),
 }
 
 /// Why references could not be loaded.
@@ -89,7 +89,13 @@ impl ReferenceLoader {
             .iter()
             .enumerate()
             .map(|(i, s)| (ReferenceKind::Video, "video_urls", i, s))
-            .chain(input.image_urls.iter().enumerate().map(|(i, s)| (ReferenceKind::Image, "image_urls", i, s)));
+            .chain(
+                input
+                    .image_urls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (ReferenceKind::Image, "image_urls", i, s)),
+            );
         let results = join_all(jobs.map(|(kind, field, i, source)| async move {
             (field, i, self.load(source, kind).await)
         }))
@@ -105,11 +111,19 @@ impl ReferenceLoader {
                 },
             }
         }
-        if invalid.is_empty() { Ok(loaded) } else { Err(LoadError::Invalid(invalid)) }
+        if invalid.is_empty() {
+            Ok(loaded)
+        } else {
+            Err(LoadError::Invalid(invalid))
+        }
     }
 
     /// Loads and checks one reference.
-    pub async fn load(&self, source: &ReferenceSource, kind: ReferenceKind) -> Result<LoadedMedia, MediaError> {
+    pub async fn load(
+        &self,
+        source: &ReferenceSource,
+        kind: ReferenceKind,
+    ) -> Result<LoadedMedia, MediaError> {
         let max_bytes = match kind {
             ReferenceKind::Video => MAX_VIDEO_BYTES,
             ReferenceKind::Image => MAX_IMAGE_BYTES,
@@ -131,13 +145,17 @@ impl ReferenceLoader {
             ReferenceSource::Url(_) | ReferenceSource::DataUri(_) => None,
         };
         tokio::task::spawn_blocking(move || match (kind, bytes, local) {
-            (ReferenceKind::Image, Some(bytes), _) => image_check::check_and_decode(&bytes).map(LoadedMedia::Image),
+            (ReferenceKind::Image, Some(bytes), _) => {
+                image_check::check_and_decode(&bytes).map(LoadedMedia::Image)
+            }
             (ReferenceKind::Video, Some(bytes), _) => {
                 let temp = write_temp(&bytes)?;
                 let path = temp.path().to_path_buf();
-                check_video(&tools, path, Some(temp)).map(LoadedMedia::Video)
+                check_video(&tools, path, Some(temp)).map(|v| LoadedMedia::Video(Box::new(v)))
             }
-            (ReferenceKind::Video, None, Some(path)) => check_video(&tools, path, None).map(LoadedMedia::Video),
+            (ReferenceKind::Video, None, Some(path)) => {
+                check_video(&tools, path, None).map(|v| LoadedMedia::Video(Box::new(v)))
+            }
             (ReferenceKind::Image, None, _) | (ReferenceKind::Video, None, None) => {
                 unreachable!("every image source yields bytes, and only local videos yield none")
             }
@@ -147,24 +165,44 @@ impl ReferenceLoader {
     }
 }
 
-fn check_video(tools: &Tools, path: PathBuf, temp: Option<tempfile::NamedTempFile>) -> Result<CheckedVideo, MediaError> {
+fn check_video(
+    tools: &Tools,
+    path: PathBuf,
+    temp: Option<tempfile::NamedTempFile>,
+) -> Result<CheckedVideo, MediaError> {
     let probe = probe::probe(tools, &path, false)?;
-    let is_mp4_family = probe.format_name.split(',').any(|n| n == "mp4" || n == "mov");
+    let is_mp4_family = probe
+        .format_name
+        .split(',')
+        .any(|n| n == "mp4" || n == "mov");
     if !is_mp4_family {
         return Err(MediaError::UnsupportedVideoFormat {
             reason: format!("the container is {}", probe.format_name),
         });
     }
     if probe.duration < f64::from(MIN_VIDEO_SECONDS) {
-        return Err(MediaError::VideoTooShort { duration: probe.duration, min: MIN_VIDEO_SECONDS });
+        return Err(MediaError::VideoTooShort {
+            duration: probe.duration,
+            min: MIN_VIDEO_SECONDS,
+        });
     }
     if probe.duration > f64::from(MAX_VIDEO_SECONDS) {
-        return Err(MediaError::VideoTooLong { duration: probe.duration, max: MAX_VIDEO_SECONDS });
+        return Err(MediaError::VideoTooLong {
+            duration: probe.duration,
+            max: MAX_VIDEO_SECONDS,
+        });
     }
     if probe.video.fps < f64::from(MIN_VIDEO_FPS) {
-        return Err(MediaError::VideoFpsTooLow { fps: probe.video.fps, min: MIN_VIDEO_FPS });
+        return Err(MediaError::VideoFpsTooLow {
+            fps: probe.video.fps,
+            min: MIN_VIDEO_FPS,
+        });
     }
-    Ok(CheckedVideo { path, probe, _temp: temp })
+    Ok(CheckedVideo {
+        path,
+        probe,
+        _temp: temp,
+    })
 }
 
 fn check_local_size(path: &Path, max_bytes: u64) -> Result<(), MediaError> {
@@ -179,7 +217,9 @@ fn check_local_size(path: &Path, max_bytes: u64) -> Result<(), MediaError> {
         });
     }
     if meta.len() > max_bytes {
-        return Err(MediaError::TooLarge { max_size: max_bytes });
+        return Err(MediaError::TooLarge {
+            max_size: max_bytes,
+        });
     }
     Ok(())
 }

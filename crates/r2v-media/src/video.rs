@@ -76,30 +76,76 @@ impl Mp4Encoder {
     ) -> Result<Self, MediaError> {
         let audio_file = audio.map(write_pcm).transpose()?;
         let mut args: Vec<String> = vec![
-            "-hide_banner".into(), "-loglevel".into(), "error".into(), "-nostdin".into(),
-            "-f".into(), "rawvideo".into(), "-pix_fmt".into(), "rgb24".into(),
-            "-video_size".into(), format!("{}x{}", settings.width, settings.height),
-            "-framerate".into(), settings.fps.to_string(), "-i".into(), "pipe:0".into(),
+            "-hide_banner".into(),
+            "-loglevel".into(),
+            "error".into(),
+            "-nostdin".into(),
+            "-f".into(),
+            "rawvideo".into(),
+            "-pix_fmt".into(),
+            "rgb24".into(),
+            "-video_size".into(),
+            format!("{}x{}", settings.width, settings.height),
+            "-framerate".into(),
+            settings.fps.to_string(),
+            "-i".into(),
+            "pipe:0".into(),
         ];
         if let (Some(pcm), Some(file)) = (audio, &audio_file) {
             args.extend([
-                "-f".into(), "s16le".into(), "-ar".into(), pcm.sample_rate.to_string(),
-                "-ac".into(), pcm.channels.to_string(), "-i".into(), file.path().display().to_string(),
+                "-f".into(),
+                "s16le".into(),
+                "-ar".into(),
+                pcm.sample_rate.to_string(),
+                "-ac".into(),
+                pcm.channels.to_string(),
+                "-i".into(),
+                file.path().display().to_string(),
             ]);
         }
         args.extend(["-map".into(), "0:v:0".into()]);
         if audio.is_some() {
-            args.extend(["-map".into(), "1:a:0".into(), "-c:a".into(), "aac".into(), "-b:a".into(),
-                "160k".into(), "-ar".into(), "48000".into(), "-ac".into(), "2".into(), "-flags:a".into(),
-                "+bitexact".into()]);
+            args.extend([
+                "-map".into(),
+                "1:a:0".into(),
+                "-c:a".into(),
+                "aac".into(),
+                "-b:a".into(),
+                "160k".into(),
+                "-ar".into(),
+                "48000".into(),
+                "-ac".into(),
+                "2".into(),
+                "-flags:a".into(),
+                "+bitexact".into(),
+            ]);
         }
         args.extend([
-            "-c:v".into(), "libx264".into(), "-profile:v".into(), "high".into(),
-            "-preset".into(), settings.preset.clone(), "-crf".into(), settings.crf.to_string(),
-            "-pix_fmt".into(), "yuv420p".into(), "-threads".into(), settings.threads.to_string(),
-            "-flags:v".into(), "+bitexact".into(), "-fflags".into(), "+bitexact".into(),
-            "-map_metadata".into(), "-1".into(), "-metadata".into(), format!("comment={}", settings.comment),
-            "-movflags".into(), "+faststart".into(), "-f".into(), "mp4".into(), "-y".into(),
+            "-c:v".into(),
+            "libx264".into(),
+            "-profile:v".into(),
+            "high".into(),
+            "-preset".into(),
+            settings.preset.clone(),
+            "-crf".into(),
+            settings.crf.to_string(),
+            "-pix_fmt".into(),
+            "yuv420p".into(),
+            "-threads".into(),
+            settings.threads.to_string(),
+            "-flags:v".into(),
+            "+bitexact".into(),
+            "-fflags".into(),
+            "+bitexact".into(),
+            "-map_metadata".into(),
+            "-1".into(),
+            "-metadata".into(),
+            format!("comment={}", settings.comment),
+            "-movflags".into(),
+            "+faststart".into(),
+            "-f".into(),
+            "mp4".into(),
+            "-y".into(),
             output.display().to_string(),
         ]);
         let process = Subprocess::spawn(&tools.ffmpeg, &args, Limits::transcode(), true)?;
@@ -115,9 +161,12 @@ impl Mp4Encoder {
     pub fn write_frame(&mut self, rgb: &[u8]) -> Result<(), MediaError> {
         assert_eq!(rgb.len(), self.frame_bytes, "frame has the wrong size");
         let stdin = self.process.stdin().expect("the encoder has a stdin pipe");
-        stdin
-            .write_all(rgb)
-            .map_err(|e| MediaError::io(format!("writing frame {} to ffmpeg", self.frames_written), e))?;
+        stdin.write_all(rgb).map_err(|e| {
+            MediaError::io(
+                format!("writing frame {} to ffmpeg", self.frames_written),
+                e,
+            )
+        })?;
         self.frames_written += 1;
         Ok(())
     }
@@ -165,20 +214,45 @@ pub fn decode_frames(
     let even = |v: f64| ((v.round() as u32) / 2 * 2).max(2);
     let (out_w, out_h) = (even(w as f64 * scale), even(h as f64 * scale));
     let args: Vec<String> = vec![
-        "-hide_banner".into(), "-loglevel".into(), "error".into(), "-nostdin".into(),
-        "-protocol_whitelist".into(), "file".into(), "-threads".into(), "1".into(),
-        "-i".into(), path.display().to_string(), "-map".into(), "0:v:0".into(),
-        "-vf".into(), format!("fps={fps},scale={out_w}:{out_h}:flags=bilinear"),
-        "-frames:v".into(), max_frames.to_string(), "-f".into(), "rawvideo".into(),
-        "-pix_fmt".into(), "rgb24".into(), "pipe:1".into(),
+        "-hide_banner".into(),
+        "-loglevel".into(),
+        "error".into(),
+        "-nostdin".into(),
+        "-protocol_whitelist".into(),
+        "file".into(),
+        "-threads".into(),
+        "1".into(),
+        "-i".into(),
+        path.display().to_string(),
+        "-map".into(),
+        "0:v:0".into(),
+        "-vf".into(),
+        format!("fps={fps},scale={out_w}:{out_h}:flags=bilinear"),
+        "-frames:v".into(),
+        max_frames.to_string(),
+        "-f".into(),
+        "rawvideo".into(),
+        "-pix_fmt".into(),
+        "rgb24".into(),
+        "pipe:1".into(),
     ];
     let frame_bytes = out_w as usize * out_h as usize * 3;
-    let limits = Limits { max_stdout: frame_bytes * max_frames as usize, ..Limits::transcode() };
+    let limits = Limits {
+        max_stdout: frame_bytes * max_frames as usize,
+        ..Limits::transcode()
+    };
     let raw = match Subprocess::spawn(&tools.ffmpeg, &args, limits, false)?.finish() {
         Ok(raw) => raw,
-        Err(MediaError::Ffmpeg { status, stderr_tail, .. }) if status.starts_with("exit code") => {
+        Err(MediaError::Ffmpeg {
+            status,
+            stderr_tail,
+            ..
+        }) if status.starts_with("exit code") => {
             return Err(MediaError::UnsupportedVideoFormat {
-                reason: format!("its video stream could not be decoded ({})", stderr_tail.lines().last().unwrap_or("")),
+                reason: format!(
+                    "its video stream could not be decoded ({})",
+                    stderr_tail.lines().last().unwrap_or("")
+                ),
             });
         }
         Err(other) => return Err(other),

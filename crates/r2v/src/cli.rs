@@ -26,6 +26,7 @@ pub enum LogFormat {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 pub enum Command {
     /// Generate one video from a request, without a server.
     Run(RunArgs),
@@ -107,7 +108,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "BOOL")]
     pub enable_safety_checker: Option<bool>,
     /// A term the safety checker refuses. Repeat for more.
-    #[arg(long = "blocked-term", value_name = "TERM", env = "R2V_BLOCKED_TERMS", value_delimiter = ',')]
+    #[arg(
+        long = "blocked-term",
+        value_name = "TERM",
+        env = "R2V_BLOCKED_TERMS",
+        value_delimiter = ','
+    )]
     pub blocked_terms: Vec<String>,
     /// Which endpoint's preset to run.
     #[arg(long, value_enum, default_value_t = EndpointArg::Flash)]
@@ -115,6 +121,10 @@ pub struct RunArgs {
     /// Which engine renders.
     #[arg(long, value_enum, default_value_t = EngineArg::Preview, env = "R2V_ENGINE")]
     pub engine: EngineArg,
+    /// x264 preset: faster presets give bigger files of the same format.
+    #[arg(long, env = "R2V_X264_PRESET", default_value = "veryfast", value_parser = [
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"])]
+    pub x264_preset: String,
     /// How references are fetched.
     #[command(flatten)]
     pub fetch: FetchArgs,

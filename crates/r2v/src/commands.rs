@@ -60,11 +60,23 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<E
         EngineArg::Preview => Arc::new(PreviewEngine),
     };
     let loader = loader(&args.fetch, runtime)?;
-    let input = match r2v_api::validate(&body, &ValidateOptions { allow_local_paths: true }) {
+    let input = match r2v_api::validate(
+        &body,
+        &ValidateOptions {
+            allow_local_paths: true,
+        },
+    ) {
         Ok(input) => input,
         Err(details) => return Ok(report(&RequestError::Invalid(details), args.json)),
     };
-    let generator = Generator::new(engine, loader, SafetyPolicy { blocked_terms: args.blocked_terms.clone() });
+    let generator = Generator::new(
+        engine,
+        loader,
+        SafetyPolicy {
+            blocked_terms: args.blocked_terms.clone(),
+        },
+    )
+    .with_x264_preset(args.x264_preset.clone());
     eprintln!(
         "r2v {} engine{}",
         generator.engine().name(),
@@ -83,7 +95,13 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<E
         }
     });
     let mut progress = CliProgress::new(cancelled);
-    let result = generator.generate(runtime.handle(), &input, preset, &args.output, &mut progress);
+    let result = generator.generate(
+        runtime.handle(),
+        &input,
+        preset,
+        &args.output,
+        &mut progress,
+    );
     progress.finish();
     let generated = match result {
         Ok(generated) => generated,
@@ -93,8 +111,9 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<E
         }
     };
     let absolute = std::path::absolute(&generated.path).context("resolving the output path")?;
-    let url = url::Url::from_file_path(&absolute)
-        .map_err(|()| anyhow::anyhow!("{} cannot be written as a file:// URL", absolute.display()))?;
+    let url = url::Url::from_file_path(&absolute).map_err(|()| {
+        anyhow::anyhow!("{} cannot be written as a file:// URL", absolute.display())
+    })?;
     let output = generated.to_output(url.to_string());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&output)?);
@@ -105,14 +124,19 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<E
             None => "none".to_owned(),
         };
         println!("wrote {}", args.output.display());
-        println!("  video: {}x{}, {} fps, {:.3} s, {} frames, {} bytes", v.width, v.height, v.fps, v.duration, v.num_frames, v.file_size);
+        println!(
+            "  video: {}x{}, {} fps, {:.3} s, {} frames, {} bytes",
+            v.width, v.height, v.fps, v.duration, v.num_frames, v.file_size
+        );
         println!("  audio: {audio}");
         println!("  seed:  {}", output.seed);
         if let Some(prompt) = &output.actual_prompt {
             println!("  actual_prompt: {prompt}");
         }
         if generator.engine().name() == "preview" {
-            println!("  note:  made by the preview engine, a storyboard of the references; not a neural model");
+            println!(
+                "  note:  made by the preview engine, a storyboard of the references; not a neural model"
+            );
         }
     }
     Ok(Exit::Ok)
@@ -122,7 +146,12 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<E
 pub fn validate(args: ValidateArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit> {
     let body = read_request(&args.request)?;
     let loader = loader(&args.fetch, runtime)?;
-    let input = r2v_api::validate(&body, &ValidateOptions { allow_local_paths: true });
+    let input = r2v_api::validate(
+        &body,
+        &ValidateOptions {
+            allow_local_paths: true,
+        },
+    );
     let result = match input {
         Err(details) => Err(RequestError::Invalid(details)),
         Ok(input) => check_references(&input, &loader, runtime),
@@ -140,36 +169,54 @@ pub fn validate(args: ValidateArgs, runtime: &tokio::runtime::Runtime) -> anyhow
     }
 }
 
-fn check_references(input: &ValidInput, loader: &ReferenceLoader, runtime: &tokio::runtime::Runtime) -> Result<usize, RequestError> {
+fn check_references(
+    input: &ValidInput,
+    loader: &ReferenceLoader,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<usize, RequestError> {
     match runtime.block_on(loader.load_all(input)) {
         Ok(loaded) => Ok(loaded.len()),
         Err(LoadError::Invalid(details)) => Err(RequestError::Invalid(details)),
-        Err(LoadError::Internal(error)) => Err(RequestError::Internal { message: error.to_string() }),
+        Err(LoadError::Internal(error)) => Err(RequestError::Internal {
+            message: error.to_string(),
+        }),
     }
 }
 
 fn loader(fetch: &FetchArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ReferenceLoader> {
     let _guard = runtime.enter();
-    let fetcher = Fetcher::new(FetchPolicy { allow_private: fetch.allow_private_urls, ..FetchPolicy::default() })
-        .context("setting up the HTTP client")?;
+    let fetcher = Fetcher::new(FetchPolicy {
+        allow_private: fetch.allow_private_urls,
+        ..FetchPolicy::default()
+    })
+    .context("setting up the HTTP client")?;
     Ok(ReferenceLoader::new(fetcher, Tools::default()))
 }
 
 /// Prints an error as the server would answer it, and picks the exit code.
 fn report(error: &RequestError, as_json: bool) -> Exit {
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&error.body()).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&error.body()).unwrap_or_default()
+        );
     } else {
         match error {
             RequestError::Invalid(details) => {
-                eprintln!("error: the request is invalid ({} problem{}):", details.len(), if details.len() == 1 { "" } else { "s" });
+                eprintln!(
+                    "error: the request is invalid ({} problem{}):",
+                    details.len(),
+                    if details.len() == 1 { "" } else { "s" }
+                );
                 for detail in details {
                     eprintln!("  {}", describe(detail));
                 }
             }
             RequestError::ContentPolicy(detail) => eprintln!("error: {}", describe(detail)),
             RequestError::Cancelled => eprintln!("error: cancelled"),
-            RequestError::TooLarge { .. } | RequestError::Internal { .. } => eprintln!("error: {}", error.summary()),
+            RequestError::TooLarge { .. } | RequestError::Internal { .. } => {
+                eprintln!("error: {}", error.summary())
+            }
         }
     }
     exit_for(error)
@@ -207,17 +254,32 @@ fn run_body(args: &RunArgs) -> anyhow::Result<Value> {
         }
     };
     set("prompt", args.prompt.clone().map(Value::from));
-    set("image_urls", (!args.images.is_empty()).then(|| json!(args.images)));
-    set("video_urls", (!args.videos.is_empty()).then(|| json!(args.videos)));
+    set(
+        "image_urls",
+        (!args.images.is_empty()).then(|| json!(args.images)),
+    );
+    set(
+        "video_urls",
+        (!args.videos.is_empty()).then(|| json!(args.videos)),
+    );
     set("aspect_ratio", args.aspect_ratio.clone().map(Value::from));
     set("resolution", args.resolution.clone().map(Value::from));
     set("duration", args.duration.clone().map(Value::from));
-    set("negative_prompt", args.negative_prompt.clone().map(Value::from));
-    set("enable_prompt_expansion", args.enable_prompt_expansion.map(Value::from));
+    set(
+        "negative_prompt",
+        args.negative_prompt.clone().map(Value::from),
+    );
+    set(
+        "enable_prompt_expansion",
+        args.enable_prompt_expansion.map(Value::from),
+    );
     set("multi_shots", args.multi_shots.map(Value::from));
     set("enable_audio", args.enable_audio.map(Value::from));
     set("seed", args.seed.map(Value::from));
-    set("enable_safety_checker", args.enable_safety_checker.map(Value::from));
+    set(
+        "enable_safety_checker",
+        args.enable_safety_checker.map(Value::from),
+    );
     Ok(body)
 }
 

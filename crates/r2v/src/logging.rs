@@ -6,8 +6,11 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; `default_filter` applies when `R2V_LOG` is unset.
 pub fn init_tracing(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_env("R2V_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("R2V_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

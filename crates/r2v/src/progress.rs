@@ -2,8 +2,8 @@
 //! bar, and Ctrl-C as cancellation.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use r2v_engine::engine::LogLevel;
 use r2v_engine::RenderCtx;
+use r2v_engine::engine::LogLevel;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,11 +19,17 @@ impl CliProgress {
     pub fn new(cancelled: Arc<AtomicBool>) -> Self {
         let bar = ProgressBar::new(1);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg:<18} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})")
-                .expect("the template is valid")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {msg:<18} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
         );
-        Self { bar, stage: String::new(), cancelled }
+        Self {
+            bar,
+            stage: String::new(),
+            cancelled,
+        }
     }
 
     /// Prints a line above the bar (or plainly, when stderr is not a terminal).

@@ -43,11 +43,21 @@ impl Engine for PreviewEngine {
         ctx.log(LogLevel::Warn, &self.describe());
         let mut frame = vec![0u8; plan.width as usize * plan.height as usize * 3];
         let placeholder = [ReferenceMedia::Image(placeholder(plan.seed))];
-        let sources = if references.is_empty() { &placeholder[..] } else { references };
+        let sources = if references.is_empty() {
+            &placeholder[..]
+        } else {
+            references
+        };
         for (k, shot) in plan.shots.iter().enumerate() {
             ctx.log(
                 LogLevel::Info,
-                &format!("shot {}/{}: frames {}-{}", k + 1, plan.shots.len(), shot.start_frame, shot.end_frame),
+                &format!(
+                    "shot {}/{}: frames {}-{}",
+                    k + 1,
+                    plan.shots.len(),
+                    shot.start_frame,
+                    shot.end_frame
+                ),
             );
             let scene = Scene::new(plan, k, shot, sources);
             for f in shot.start_frame..shot.end_frame {
@@ -113,14 +123,23 @@ impl<'a> Scene<'a> {
             .iter()
             .filter_map(|&n| sources.get(n as usize - 1))
             .collect();
-        let subjects = if subjects.is_empty() { sources.iter().collect() } else { subjects };
+        let subjects = if subjects.is_empty() {
+            sources.iter().collect()
+        } else {
+            subjects
+        };
         let cells = grid(plan.width, plan.height, subjects.len());
         let tiles = subjects
             .into_iter()
             .zip(cells)
             .map(|(source, (x0, y0, w, h))| {
                 let z0 = rng.range(1.0, 1.15);
-                let push = rng.range(0.08, 0.3) * if rng.next() % 2 == 0 { 1.0 } else { -0.6 };
+                let push = rng.range(0.08, 0.3)
+                    * if rng.next().is_multiple_of(2) {
+                        1.0
+                    } else {
+                        -0.6
+                    };
                 Tile {
                     source,
                     x0,
@@ -136,7 +155,13 @@ impl<'a> Scene<'a> {
                 }
             })
             .collect();
-        let color = |rng: &mut Rng| [rng.range(10.0, 70.0), rng.range(10.0, 70.0), rng.range(20.0, 90.0)];
+        let color = |rng: &mut Rng| {
+            [
+                rng.range(10.0, 70.0),
+                rng.range(10.0, 70.0),
+                rng.range(20.0, 90.0),
+            ]
+        };
         let background = (color(&mut rng), color(&mut rng));
         Self {
             width: plan.width,
@@ -151,31 +176,71 @@ impl<'a> Scene<'a> {
 
     fn draw(&self, frame: &mut [u8], t: f64) {
         let width = self.width as usize;
-        let progress = if self.duration > 0.0 { (t / self.duration).clamp(0.0, 1.0) } else { 0.0 };
+        let progress = if self.duration > 0.0 {
+            (t / self.duration).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         // Ease in and out, so camera moves start and stop softly.
         let eased = progress * progress * (3.0 - 2.0 * progress);
-        let cameras: Vec<Camera> = self.tiles.iter().map(|tile| Camera::at(tile, eased, t)).collect();
-        frame.par_chunks_mut(width * 3).enumerate().for_each(|(y, row)| {
-            let y = y as u32;
-            let mix = f64::from(y) / f64::from(self.height);
-            let (top, bottom) = self.background;
-            let bg: [u8; 3] = std::array::from_fn(|c| (top[c] * (1.0 - mix) + bottom[c] * mix) as u8);
-            for px in row.chunks_exact_mut(3) {
-                px.copy_from_slice(&bg);
-            }
-            for camera in cameras.iter().filter(|c| y >= c.tile_y0 && y < c.tile_y0 + c.tile_h) {
-                camera.draw_row(row, y);
-            }
-        });
+        let cameras: Vec<Camera> = self
+            .tiles
+            .iter()
+            .map(|tile| Camera::at(tile, eased, t))
+            .collect();
+        frame
+            .par_chunks_mut(width * 3)
+            .enumerate()
+            .for_each(|(y, row)| {
+                let y = y as u32;
+                let mix = f64::from(y) / f64::from(self.height);
+                let (top, bottom) = self.background;
+                let bg: [u8; 3] =
+                    std::array::from_fn(|c| (top[c] * (1.0 - mix) + bottom[c] * mix) as u8);
+                for px in row.chunks_exact_mut(3) {
+                    px.copy_from_slice(&bg);
+                }
+                for camera in cameras
+                    .iter()
+                    .filter(|c| y >= c.tile_y0 && y < c.tile_y0 + c.tile_h)
+                {
+                    camera.draw_row(row, y);
+                }
+            });
         let scale = (self.height / 270).max(1);
         let margin = scale * 4;
-        font::draw_text(frame, self.width, margin, margin, scale, WATERMARK, [255, 214, 64]);
+        font::draw_text(
+            frame,
+            self.width,
+            margin,
+            margin,
+            scale,
+            WATERMARK,
+            [255, 214, 64],
+        );
         let label_w = (self.label.len() as u32 * font::ADVANCE + 4) * scale;
-        font::draw_text(frame, self.width, self.width.saturating_sub(label_w + margin), margin, scale, &self.label, [255, 255, 255]);
-        let max_chars = ((self.width - 2 * margin) / (font::ADVANCE * scale)).saturating_sub(2) as usize;
+        font::draw_text(
+            frame,
+            self.width,
+            self.width.saturating_sub(label_w + margin),
+            margin,
+            scale,
+            &self.label,
+            [255, 255, 255],
+        );
+        let max_chars =
+            ((self.width - 2 * margin) / (font::ADVANCE * scale)).saturating_sub(2) as usize;
         let caption: String = self.caption.chars().take(max_chars).collect();
         let caption_y = self.height - margin - (font::HEIGHT + 4) * scale;
-        font::draw_text(frame, self.width, margin, caption_y, scale, &caption, [235, 235, 235]);
+        font::draw_text(
+            frame,
+            self.width,
+            margin,
+            caption_y,
+            scale,
+            &caption,
+            [235, 235, 235],
+        );
     }
 }
 
@@ -221,12 +286,14 @@ impl<'a> Camera<'a> {
     fn draw_row(&self, row: &mut [u8], y: u32) {
         let (sw, sh) = (self.image.width() as usize, self.image.height() as usize);
         let src = self.image.as_raw();
-        let sy = (self.origin.1 + (f64::from(y - self.tile_y0) + 0.5) * self.step - 0.5).clamp(0.0, (sh - 1) as f64);
+        let sy = (self.origin.1 + (f64::from(y - self.tile_y0) + 0.5) * self.step - 0.5)
+            .clamp(0.0, (sh - 1) as f64);
         let y0 = sy as usize;
         let y1 = (y0 + 1).min(sh - 1);
         let fy = (sy - y0 as f64) as f32;
         for x in 0..self.tile_w {
-            let sx = (self.origin.0 + (f64::from(x) + 0.5) * self.step - 0.5).clamp(0.0, (sw - 1) as f64);
+            let sx = (self.origin.0 + (f64::from(x) + 0.5) * self.step - 0.5)
+                .clamp(0.0, (sw - 1) as f64);
             let x0 = sx as usize;
             let x1 = (x0 + 1).min(sw - 1);
             let fx = (sx - x0 as f64) as f32;
@@ -244,7 +311,11 @@ impl<'a> Camera<'a> {
 /// Keeps a window of `window` around `centre` inside `0..extent`.
 fn clamp_centre(centre: f64, window: f64, extent: f64) -> f64 {
     let (lo, hi) = (window / 2.0, extent - window / 2.0);
-    if lo >= hi { extent / 2.0 } else { centre.clamp(lo, hi) }
+    if lo >= hi {
+        extent / 2.0
+    } else {
+        centre.clamp(lo, hi)
+    }
 }
 
 /// Splits the frame into `n` cells `(x, y, w, h)` with margins: rows of up to three
@@ -263,7 +334,11 @@ fn grid(width: u32, height: u32, n: usize) -> Vec<(u32, u32, u32, u32)> {
     let row_h = (height - margin * (rows as u32 + 1)) / rows as u32;
     let mut cells = Vec::with_capacity(n);
     for r in 0..rows {
-        let in_row = if r + 1 == rows { n - per_row * (rows - 1) } else { per_row };
+        let in_row = if r + 1 == rows {
+            n - per_row * (rows - 1)
+        } else {
+            per_row
+        };
         let cell_w = (width - margin * (in_row as u32 + 1)) / in_row as u32;
         for c in 0..in_row {
             let x = margin + c as u32 * (cell_w + margin);
@@ -279,8 +354,16 @@ fn placeholder(seed: u64) -> RgbImage {
     let mut rng = Rng(seed);
     let blobs: Vec<(f64, f64, f64, [f64; 3])> = (0..5)
         .map(|_| {
-            (rng.range(0.1, 0.9), rng.range(0.1, 0.9), rng.range(0.1, 0.35),
-             [rng.range(60.0, 255.0), rng.range(60.0, 255.0), rng.range(60.0, 255.0)])
+            (
+                rng.range(0.1, 0.9),
+                rng.range(0.1, 0.9),
+                rng.range(0.1, 0.35),
+                [
+                    rng.range(60.0, 255.0),
+                    rng.range(60.0, 255.0),
+                    rng.range(60.0, 255.0),
+                ],
+            )
         })
         .collect();
     RgbImage::from_fn(512, 512, |x, y| {
@@ -310,7 +393,10 @@ mod tests {
                 for (i, a) in cells.iter().enumerate() {
                     assert!(a.0 + a.2 <= w && a.1 + a.3 <= h, "{w}x{h} n={n} {a:?}");
                     for b in &cells[i + 1..] {
-                        let apart = a.0 + a.2 <= b.0 || b.0 + b.2 <= a.0 || a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1;
+                        let apart = a.0 + a.2 <= b.0
+                            || b.0 + b.2 <= a.0
+                            || a.1 + a.3 <= b.1
+                            || b.1 + b.3 <= a.1;
                         assert!(apart, "{a:?} overlaps {b:?}");
                     }
                 }
