@@ -94,16 +94,15 @@ impl Generator {
         self.engine.as_ref()
     }
 
-    /// Generates the video for `input` into `output`. Blocking: call it from a thread
-    /// that may block; `runtime` drives the reference downloads.
-    pub fn generate(
+    /// Everything before the first frame: the safety check, the references fetched,
+    /// checked and decoded, and the plan.
+    pub fn prepare(
         &self,
         runtime: &tokio::runtime::Handle,
         input: &ValidInput,
         preset: Preset,
-        output: &Path,
         ctx: &mut dyn RenderCtx,
-    ) -> Result<Generated, RequestError> {
+    ) -> Result<(Plan, Vec<ReferenceMedia>), RequestError> {
         ctx.log(
             LogLevel::Info,
             &format!("engine: {}", self.engine.describe()),
@@ -134,7 +133,20 @@ impl Generator {
         let seed = input.seed.unwrap_or_else(plan::random_seed);
         let plan = plan::plan(input, preset, seed);
         log_plan(&plan, ctx);
+        Ok((plan, references))
+    }
 
+    /// Generates the video for `input` into `output`. Blocking: call it from a thread
+    /// that may block; `runtime` drives the reference downloads.
+    pub fn generate(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        input: &ValidInput,
+        preset: Preset,
+        output: &Path,
+        ctx: &mut dyn RenderCtx,
+    ) -> Result<Generated, RequestError> {
+        let (plan, references) = self.prepare(runtime, input, preset, ctx)?;
         let pcm = plan.enable_audio.then(|| {
             ctx.log(
                 LogLevel::Info,
@@ -142,9 +154,7 @@ impl Generator {
             );
             audio::render_bed(&plan)
         });
-        let mut settings = EncodeSettings::new(plan.width, plan.height, plan.fps);
-        settings.preset = self.x264_preset.clone();
-        settings.comment = format!("r2v {} engine, seed {}", self.engine.name(), plan.seed);
+        let settings = self.encode_settings(&plan);
         let tools = self.loader.tools();
         let mut encoder = EncoderSink {
             encoder: Some(
@@ -186,9 +196,17 @@ impl Generator {
             path: output.to_path_buf(),
             file_size,
             probe,
-            seed,
+            seed: plan.seed,
             actual_prompt: plan.actual_prompt,
         })
+    }
+
+    /// How this generator encodes the output of `plan`.
+    pub fn encode_settings(&self, plan: &Plan) -> EncodeSettings {
+        let mut settings = EncodeSettings::new(plan.width, plan.height, plan.fps);
+        settings.preset = self.x264_preset.clone();
+        settings.comment = format!("r2v {} engine, seed {}", self.engine.name(), plan.seed);
+        settings
     }
 
     fn decode_references(

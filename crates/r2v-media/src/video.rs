@@ -75,79 +75,8 @@ impl Mp4Encoder {
         audio: Option<&AudioPcm>,
     ) -> Result<Self, MediaError> {
         let audio_file = audio.map(write_pcm).transpose()?;
-        let mut args: Vec<String> = vec![
-            "-hide_banner".into(),
-            "-loglevel".into(),
-            "error".into(),
-            "-nostdin".into(),
-            "-f".into(),
-            "rawvideo".into(),
-            "-pix_fmt".into(),
-            "rgb24".into(),
-            "-video_size".into(),
-            format!("{}x{}", settings.width, settings.height),
-            "-framerate".into(),
-            settings.fps.to_string(),
-            "-i".into(),
-            "pipe:0".into(),
-        ];
-        if let (Some(pcm), Some(file)) = (audio, &audio_file) {
-            args.extend([
-                "-f".into(),
-                "s16le".into(),
-                "-ar".into(),
-                pcm.sample_rate.to_string(),
-                "-ac".into(),
-                pcm.channels.to_string(),
-                "-i".into(),
-                file.path().display().to_string(),
-            ]);
-        }
-        args.extend(["-map".into(), "0:v:0".into()]);
-        if audio.is_some() {
-            args.extend([
-                "-map".into(),
-                "1:a:0".into(),
-                "-c:a".into(),
-                "aac".into(),
-                "-b:a".into(),
-                "160k".into(),
-                "-ar".into(),
-                "48000".into(),
-                "-ac".into(),
-                "2".into(),
-                "-flags:a".into(),
-                "+bitexact".into(),
-            ]);
-        }
-        args.extend([
-            "-c:v".into(),
-            "libx264".into(),
-            "-profile:v".into(),
-            "high".into(),
-            "-preset".into(),
-            settings.preset.clone(),
-            "-crf".into(),
-            settings.crf.to_string(),
-            "-pix_fmt".into(),
-            "yuv420p".into(),
-            "-threads".into(),
-            settings.threads.to_string(),
-            "-flags:v".into(),
-            "+bitexact".into(),
-            "-fflags".into(),
-            "+bitexact".into(),
-            "-map_metadata".into(),
-            "-1".into(),
-            "-metadata".into(),
-            format!("comment={}", settings.comment),
-            "-movflags".into(),
-            "+faststart".into(),
-            "-f".into(),
-            "mp4".into(),
-            "-y".into(),
-            output.display().to_string(),
-        ]);
+        let audio_input = audio.zip(audio_file.as_ref().map(|f| f.path()));
+        let args = encode_args(settings, audio_input, output);
         let process = Subprocess::spawn(&tools.ffmpeg, &args, Limits::transcode(), true)?;
         Ok(Self {
             process,
@@ -185,7 +114,92 @@ impl Mp4Encoder {
     }
 }
 
-fn write_pcm(pcm: &AudioPcm) -> Result<tempfile::NamedTempFile, MediaError> {
+/// The ffmpeg arguments that encode RGB24 frames from stdin (plus `audio`, raw s16le
+/// PCM read from a file) into `output`. Public so that benchmarks can run the ffmpeg
+/// CLI alone with exactly the same settings.
+pub fn encode_args(
+    settings: &EncodeSettings,
+    audio: Option<(&AudioPcm, &Path)>,
+    output: &Path,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "-hide_banner".into(),
+        "-loglevel".into(),
+        "error".into(),
+        "-nostdin".into(),
+        "-f".into(),
+        "rawvideo".into(),
+        "-pix_fmt".into(),
+        "rgb24".into(),
+        "-video_size".into(),
+        format!("{}x{}", settings.width, settings.height),
+        "-framerate".into(),
+        settings.fps.to_string(),
+        "-i".into(),
+        "pipe:0".into(),
+    ];
+    if let Some((pcm, path)) = audio {
+        args.extend([
+            "-f".into(),
+            "s16le".into(),
+            "-ar".into(),
+            pcm.sample_rate.to_string(),
+            "-ac".into(),
+            pcm.channels.to_string(),
+            "-i".into(),
+            path.display().to_string(),
+        ]);
+    }
+    args.extend(["-map".into(), "0:v:0".into()]);
+    if audio.is_some() {
+        args.extend([
+            "-map".into(),
+            "1:a:0".into(),
+            "-c:a".into(),
+            "aac".into(),
+            "-b:a".into(),
+            "160k".into(),
+            "-ar".into(),
+            "48000".into(),
+            "-ac".into(),
+            "2".into(),
+            "-flags:a".into(),
+            "+bitexact".into(),
+        ]);
+    }
+    args.extend([
+        "-c:v".into(),
+        "libx264".into(),
+        "-profile:v".into(),
+        "high".into(),
+        "-preset".into(),
+        settings.preset.clone(),
+        "-crf".into(),
+        settings.crf.to_string(),
+        "-pix_fmt".into(),
+        "yuv420p".into(),
+        "-threads".into(),
+        settings.threads.to_string(),
+        "-flags:v".into(),
+        "+bitexact".into(),
+        "-fflags".into(),
+        "+bitexact".into(),
+        "-map_metadata".into(),
+        "-1".into(),
+        "-metadata".into(),
+        format!("comment={}", settings.comment),
+        "-movflags".into(),
+        "+faststart".into(),
+        "-f".into(),
+        "mp4".into(),
+        "-y".into(),
+        output.display().to_string(),
+    ]);
+    args
+}
+
+/// Writes `pcm` as raw little-endian samples to a temp file for ffmpeg to read.
+pub fn write_pcm(pcm: &AudioPcm) -> Result<tempfile::NamedTempFile, MediaError> {
     let mut file = tempfile::Builder::new()
         .prefix("r2v-audio-")
         .suffix(".pcm")

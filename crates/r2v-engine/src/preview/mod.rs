@@ -249,12 +249,14 @@ struct Camera<'a> {
     image: &'a RgbImage,
     tile_x0: u32,
     tile_y0: u32,
-    tile_w: u32,
     tile_h: u32,
     /// Source pixels per tile pixel.
     step: f64,
-    /// Source coordinates of the tile's top-left pixel.
-    origin: (f64, f64),
+    /// Source y of the tile's top row.
+    origin_y: f64,
+    /// For each tile column: the byte offsets of the two source columns and the
+    /// weight of the right one in 1/256ths. Computed once per frame, used by every row.
+    columns: Vec<(usize, usize, u32)>,
 }
 
 impl<'a> Camera<'a> {
@@ -271,38 +273,45 @@ impl<'a> Camera<'a> {
         let pan_y = tile.pan.0.1 + (tile.pan.1.1 - tile.pan.0.1) * eased - wobble;
         let cx = clamp_centre(sw / 2.0 + pan_x * sw, win_w, sw);
         let cy = clamp_centre(sh / 2.0 + pan_y * sh, win_h, sh);
+        let origin_x = cx - win_w / 2.0;
+        let last = image.width() as usize - 1;
+        let columns = (0..tile.w)
+            .map(|x| {
+                let sx = (origin_x + (f64::from(x) + 0.5) * step - 0.5).clamp(0.0, last as f64);
+                let x0 = sx as usize;
+                let weight = ((sx - x0 as f64) * 256.0) as u32;
+                (x0 * 3, (x0 + 1).min(last) * 3, weight)
+            })
+            .collect();
         Self {
             image,
             tile_x0: tile.x0,
             tile_y0: tile.y0,
-            tile_w: tile.w,
             tile_h: tile.h,
             step,
-            origin: (cx - win_w / 2.0, cy - win_h / 2.0),
+            origin_y: cy - win_h / 2.0,
+            columns,
         }
     }
 
-    /// Bilinear-samples this camera's view into row `y` of the frame.
+    /// Bilinear-samples this camera's view into row `y` of the frame (8-bit fixed point).
     fn draw_row(&self, row: &mut [u8], y: u32) {
-        let (sw, sh) = (self.image.width() as usize, self.image.height() as usize);
+        let stride = self.image.width() as usize * 3;
+        let last_row = self.image.height() as usize - 1;
         let src = self.image.as_raw();
-        let sy = (self.origin.1 + (f64::from(y - self.tile_y0) + 0.5) * self.step - 0.5)
-            .clamp(0.0, (sh - 1) as f64);
+        let sy = (self.origin_y + (f64::from(y - self.tile_y0) + 0.5) * self.step - 0.5)
+            .clamp(0.0, last_row as f64);
         let y0 = sy as usize;
-        let y1 = (y0 + 1).min(sh - 1);
-        let fy = (sy - y0 as f64) as f32;
-        for x in 0..self.tile_w {
-            let sx = (self.origin.0 + (f64::from(x) + 0.5) * self.step - 0.5)
-                .clamp(0.0, (sw - 1) as f64);
-            let x0 = sx as usize;
-            let x1 = (x0 + 1).min(sw - 1);
-            let fx = (sx - x0 as f64) as f32;
-            let out = ((self.tile_x0 + x) * 3) as usize;
+        let fy = ((sy - y0 as f64) * 256.0) as u32;
+        let top = &src[y0 * stride..(y0 + 1) * stride];
+        let bottom = &src[(y0 + 1).min(last_row) * stride..][..stride];
+        let start = self.tile_x0 as usize * 3;
+        let out = &mut row[start..start + self.columns.len() * 3];
+        for (px, &(a, b, fx)) in out.chunks_exact_mut(3).zip(&self.columns) {
             for c in 0..3 {
-                let p = |xx: usize, yy: usize| f32::from(src[(yy * sw + xx) * 3 + c]);
-                let top = p(x0, y0) + (p(x1, y0) - p(x0, y0)) * fx;
-                let bottom = p(x0, y1) + (p(x1, y1) - p(x0, y1)) * fx;
-                row[out + c] = (top + (bottom - top) * fy + 0.5) as u8;
+                let t = u32::from(top[a + c]) * (256 - fx) + u32::from(top[b + c]) * fx;
+                let u = u32::from(bottom[a + c]) * (256 - fx) + u32::from(bottom[b + c]) * fx;
+                px[c] = ((t * (256 - fy) + u * fy + (1 << 15)) >> 16) as u8;
             }
         }
     }
