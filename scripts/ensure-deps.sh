@@ -4,9 +4,10 @@
 # apt-get; elsewhere it says exactly what to install and exits non-zero.
 set -euo pipefail
 
+# grep reads all of ffmpeg's output (no -q), so pipefail does not see a SIGPIPE.
 have_ffmpeg() {
   command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 &&
-    ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx264
+    ffmpeg -hide_banner -encoders 2>/dev/null | grep libx264 >/dev/null
 }
 
 if have_ffmpeg; then
