@@ -218,6 +218,57 @@ impl Fetcher {
     }
 }
 
+impl Fetcher {
+    /// POSTs `body` as JSON with extra `headers` (webhook delivery), through the same
+    /// guard; returns the response status.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<u16, MediaError> {
+        let fail = |reason: String| MediaError::Download {
+            url: url.to_owned(),
+            reason,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| fail(format!("the URL is invalid ({e})")))?;
+        self.policy.check_url(&parsed).map_err(fail)?;
+        let mut request = self
+            .client
+            .post(parsed)
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| fail(describe(&e, self.policy.timeout)))?;
+        Ok(response.status().as_u16())
+    }
+
+    /// Checks `url` against the guard now, resolving its host: for URLs that are only
+    /// used later (webhooks), so that a bad one is refused when it is given.
+    pub async fn check(&self, url: &str) -> Result<(), String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("the URL is invalid ({e})"))?;
+        self.policy.check_url(&parsed)?;
+        if let Some(url::Host::Domain(host)) = parsed.host() {
+            let port = parsed.port_or_known_default().unwrap_or(80);
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| format!("{host} does not resolve ({e})"))?
+                .collect();
+            if !addrs.iter().any(|a| self.policy.permits(a.ip())) {
+                return Err(format!(
+                    "{host} resolves only to private, loopback or link-local addresses, which this server does not send to"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The most specific words in a reqwest error's source chain.
 fn describe(error: &reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {

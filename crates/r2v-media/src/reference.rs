@@ -15,8 +15,11 @@ use crate::probe::{self, VideoProbe};
 use futures_util::future::join_all;
 use image::RgbImage;
 use r2v_api::{ErrorDetail, ReferenceSource, ValidInput, loc};
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
 
 /// Largest accepted video file, in bytes (100 MiB).
 pub const MAX_VIDEO_BYTES: u64 = 100 * 1024 * 1024;
@@ -64,17 +67,40 @@ pub enum LoadError {
     Internal(MediaError),
 }
 
+/// What a [`FileResolver`] returns: `None` when the URL is not one of its own.
+pub type Resolved<'a> =
+    Pin<Box<dyn Future<Output = Option<Result<Vec<u8>, MediaError>>> + Send + 'a>>;
+
+/// Resolves URLs of files the service itself stores (uploads, earlier outputs) without
+/// going through HTTP and the SSRF guard, so that they work with or without
+/// `--allow-private-urls`.
+pub trait FileResolver: Send + Sync {
+    /// The bytes behind `url` (at most `max_bytes`), or `None` for a foreign URL.
+    fn resolve<'a>(&'a self, url: &'a str, max_bytes: u64) -> Resolved<'a>;
+}
+
 /// Fetches, checks and decodes references.
 #[derive(Clone)]
 pub struct ReferenceLoader {
     fetcher: Fetcher,
     tools: Tools,
+    resolver: Option<Arc<dyn FileResolver>>,
 }
 
 impl ReferenceLoader {
     /// A loader that fetches with `fetcher` and probes with `tools`.
     pub fn new(fetcher: Fetcher, tools: Tools) -> Self {
-        Self { fetcher, tools }
+        Self {
+            fetcher,
+            tools,
+            resolver: None,
+        }
+    }
+
+    /// Resolves the service's own file URLs with `resolver` before fetching anything.
+    pub fn with_resolver(mut self, resolver: Arc<dyn FileResolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     /// The ffmpeg tools this loader uses.
@@ -129,7 +155,16 @@ impl ReferenceLoader {
             ReferenceKind::Image => MAX_IMAGE_BYTES,
         };
         let bytes = match source {
-            ReferenceSource::Url(url) => Some(self.fetcher.get(url, max_bytes).await?),
+            ReferenceSource::Url(url) => {
+                let own = match &self.resolver {
+                    Some(resolver) => resolver.resolve(url, max_bytes).await,
+                    None => None,
+                };
+                match own {
+                    Some(bytes) => Some(bytes?),
+                    None => Some(self.fetcher.get(url, max_bytes).await?),
+                }
+            }
             ReferenceSource::DataUri(uri) => Some(data_uri::decode(uri, max_bytes)?.bytes),
             ReferenceSource::LocalPath(path) => {
                 check_local_size(path, max_bytes)?;

@@ -32,6 +32,12 @@ pub enum Command {
     Run(RunArgs),
     /// Check a request (fields and reference files) without generating anything.
     Validate(ValidateArgs),
+    /// Serve the fal-compatible HTTP API with a durable queue and in-process workers.
+    Serve(ServeArgs),
+    /// Manage API keys.
+    Keys(KeysArgs),
+    /// Run a worker that takes requests from a server's worker API.
+    Worker(WorkerArgs),
 }
 
 /// Which endpoint's preset a local run uses.
@@ -138,6 +144,131 @@ pub struct ValidateArgs {
     /// Print the 422 body (or `{"valid": true}`) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// How references are fetched.
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+}
+
+/// `r2v serve`. Every flag also has an environment variable and a key in the TOML file
+/// given with `--config` (same name, `_` for `-`); flags beat the environment, which
+/// beats the file, which beats the defaults.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of the settings below.
+    #[arg(long, env = "R2V_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "R2V_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where the database, files and keys live [default: the user's data dir, r2v].
+    #[arg(long, env = "R2V_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Serve without API keys (every caller is `anonymous`).
+    #[arg(long, env = "R2V_NO_AUTH")]
+    pub no_auth: bool,
+    /// Let reference URLs and webhooks reach loopback, private and link-local addresses.
+    #[arg(long, env = "R2V_ALLOW_PRIVATE_URLS")]
+    pub allow_private_urls: bool,
+    /// In-process workers [default: 1]; 0 serves the queue only.
+    #[arg(long, env = "R2V_WORKERS")]
+    pub workers: Option<usize>,
+    /// Which engine renders.
+    #[arg(long, value_enum, env = "R2V_ENGINE")]
+    pub engine: Option<EngineArg>,
+    /// Base of absolute URLs in responses [default: the request's Host].
+    #[arg(long, env = "R2V_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Token that remote workers present (`r2v worker --token`); the worker API is off without one.
+    #[arg(long, env = "R2V_WORKER_TOKEN")]
+    pub worker_token: Option<String>,
+    /// Largest request body in bytes [default: 512 MiB].
+    #[arg(long, env = "R2V_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// How long requests and files are kept, in seconds [default: 7 days].
+    #[arg(long, env = "R2V_RETENTION_SECONDS")]
+    pub retention_seconds: Option<i64>,
+    /// Attempts before a request that keeps failing internally is failed [default: 3].
+    #[arg(long, env = "R2V_MAX_ATTEMPTS")]
+    pub max_attempts: Option<i64>,
+    /// Lease length in seconds [default: 30].
+    #[arg(long, env = "R2V_LEASE_SECONDS")]
+    pub lease_seconds: Option<i64>,
+    /// How often workers renew their lease, in seconds [default: 2].
+    #[arg(long, env = "R2V_HEARTBEAT_SECONDS")]
+    pub heartbeat_seconds: Option<f64>,
+    /// x264 preset for outputs [default: veryfast].
+    #[arg(long, env = "R2V_X264_PRESET")]
+    pub x264_preset: Option<String>,
+    /// A prompt term the safety checker refuses. Repeat for more.
+    #[arg(
+        long = "blocked-term",
+        value_name = "TERM",
+        env = "R2V_BLOCKED_TERMS",
+        value_delimiter = ','
+    )]
+    pub blocked_terms: Vec<String>,
+}
+
+/// `r2v keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The server's data directory.
+    #[arg(long, env = "R2V_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// `r2v keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it once.
+    Create {
+        /// A label for the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Print `{"id": …, "key": "<id>:<secret>"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (ids, labels, state; never secrets).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; requests made with it get 401 from now on.
+    Revoke {
+        /// The key id.
+        id: String,
+    },
+}
+
+/// `r2v worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The server's base URL, e.g. http://10.0.0.5:8080.
+    #[arg(long, env = "R2V_API")]
+    pub api: String,
+    /// The server's worker token.
+    #[arg(long, env = "R2V_WORKER_TOKEN")]
+    pub token: String,
+    /// This worker's id [default: remote:<hostname>:<random>].
+    #[arg(long, env = "R2V_WORKER_ID")]
+    pub id: Option<String>,
+    /// Which engine renders.
+    #[arg(long, value_enum, default_value_t = EngineArg::Preview, env = "R2V_ENGINE")]
+    pub engine: EngineArg,
+    /// Where outputs are written before upload [default: the system temp dir].
+    #[arg(long, env = "R2V_SCRATCH_DIR")]
+    pub scratch_dir: Option<PathBuf>,
+    /// How often the lease is renewed, in seconds.
+    #[arg(long, default_value_t = 2.0, env = "R2V_HEARTBEAT_SECONDS")]
+    pub heartbeat_seconds: f64,
+    /// x264 preset for outputs.
+    #[arg(long, default_value = "veryfast", env = "R2V_X264_PRESET")]
+    pub x264_preset: String,
     /// How references are fetched.
     #[command(flatten)]
     pub fetch: FetchArgs,

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod logging;
 mod progress;
+mod service;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -13,7 +14,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init_tracing(cli.log_format, "warn");
+    let default_filter = match cli.command {
+        Command::Serve(_) | Command::Worker(_) => "info",
+        Command::Run(_) | Command::Validate(_) | Command::Keys(_) => "warn",
+    };
+    logging::init_tracing(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -27,6 +32,9 @@ fn main() -> ExitCode {
     let (json, result) = match cli.command {
         Command::Run(args) => (args.json, commands::run(args, &runtime)),
         Command::Validate(args) => (args.json, commands::validate(args, &runtime)),
+        Command::Serve(args) => (false, service::serve(args, &runtime)),
+        Command::Keys(args) => (false, service::keys(args, &runtime)),
+        Command::Worker(args) => (false, service::worker(args, &runtime)),
     };
     match result {
         Ok(exit) => exit.into(),

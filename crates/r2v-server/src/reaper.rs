@@ -1,0 +1,72 @@
+//! The reaper: expired leases go back to the queue (or fail past the attempt limit),
+//! queued requests past their start deadline fail with a 504, and requests and files
+//! past their retention are deleted.
+
+use crate::jobs::internal_failure;
+use crate::state::AppState;
+use r2v_store::{Outcome, now_ms};
+use serde_json::json;
+use std::time::Duration;
+
+fn start_timeout() -> Outcome {
+    Outcome::Failure {
+        status: 504,
+        body: json!({ "detail": "The request did not start before its x-fal-request-timeout", "error_type": "request_timeout" }),
+        error: "The request did not start before its x-fal-request-timeout".to_owned(),
+        error_type: "request_timeout".to_owned(),
+    }
+}
+
+/// Runs until `shutdown` flips.
+pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let exhausted = internal_failure(&format!(
+            "the worker stopped answering, {} times",
+            state.config.max_attempts
+        ));
+        match state
+            .store
+            .reap(
+                now_ms(),
+                state.config.max_attempts,
+                exhausted,
+                start_timeout(),
+            )
+            .await
+        {
+            Ok(report) => {
+                if report.requeued > 0 {
+                    tracing::warn!(
+                        requeued = report.requeued,
+                        "leases expired; requests requeued"
+                    );
+                    state.work.notify_waiters();
+                }
+                if report.failed + report.start_timeouts > 0 {
+                    metrics::counter!("r2v_request_failures_total", "error_type" => "internal_error").increment(report.failed);
+                    metrics::counter!("r2v_request_failures_total", "error_type" => "request_timeout").increment(report.start_timeouts);
+                    state.completed.notify_waiters();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reaper pass failed"),
+        }
+        ticks += 1;
+        if ticks % 60 == 0 {
+            match state.store.delete_expired(now_ms()).await {
+                Ok(paths) => {
+                    for path in paths {
+                        if let Err(e) = state.files.delete(&path).await {
+                            tracing::warn!(%path, error = %e, "could not delete an expired file");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The HTTP surface, one file per resource. [`router`] assembles it; the proxy route
+//! re-dispatches into the same router.
+
+pub mod files;
+pub mod meta;
+pub mod proxy;
+pub mod queue;
+pub mod run;
+pub mod storage;
+pub mod stream;
+pub mod worker;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::HeaderMap;
+use axum::routing::{any, get, post, put};
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        // Queue (PROTOCOL §2): submit to the endpoint, everything else under /requests.
+        .route("/{owner}/{alias}", post(queue::submit_bare))
+        .route("/{owner}/{alias}/{*path}", post(queue::submit))
+        .route("/{owner}/{alias}/requests/{id}", get(queue::result))
+        .route("/{owner}/{alias}/requests/{id}/status", get(queue::status))
+        .route(
+            "/{owner}/{alias}/requests/{id}/status/stream",
+            get(stream::status_stream),
+        )
+        .route("/{owner}/{alias}/requests/{id}/cancel", put(queue::cancel))
+        // Sync (PROTOCOL §3.1).
+        .route("/run/{owner}/{alias}/{*path}", post(run::run))
+        // Storage (PROTOCOL §5).
+        .route("/storage/upload/initiate", post(storage::initiate))
+        .route(
+            "/storage/upload/initiate-multipart",
+            post(storage::initiate_multipart),
+        )
+        .route(
+            "/storage/upload/put/{upload_id}/{name}",
+            put(storage::put_upload),
+        )
+        .route(
+            "/storage/upload/multipart/{upload_id}/{name}/complete",
+            post(storage::complete_multipart),
+        )
+        .route(
+            "/storage/upload/multipart/{upload_id}/{name}/{part}",
+            put(storage::put_part),
+        )
+        .route("/storage/auth/token", post(storage::token))
+        .route("/files/upload", post(storage::cdn_upload))
+        .route("/files/{*path}", get(files::download))
+        // Workers on other machines.
+        .route("/worker/v1/claim", post(worker::claim))
+        .route(
+            "/worker/v1/requests/{id}/heartbeat",
+            post(worker::heartbeat),
+        )
+        .route("/worker/v1/requests/{id}/logs", post(worker::logs))
+        .route("/worker/v1/requests/{id}/output", put(worker::output))
+        .route("/worker/v1/requests/{id}/complete", post(worker::complete))
+        .route("/worker/v1/requests/{id}/release", post(worker::release))
+        // Meta.
+        .route("/health", get(meta::health))
+        .route("/metrics", get(meta::metrics))
+        .route("/.well-known/jwks.json", get(meta::jwks))
+        .route("/openapi.json", get(meta::openapi))
+        .route("/docs/errors", get(meta::error_docs))
+        .fallback(meta::not_found)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state);
+    let inner = api.clone();
+    api.route(
+        "/api/fal/proxy",
+        any(move |request| proxy::proxy(inner.clone(), request)),
+    )
+}
+
+/// Reads a body of at most `limit` bytes; larger ones are a 413 with a JSON body, and
+/// a declared length over the limit is refused before reading.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::Request(r2v_api::RequestError::TooLarge { limit });
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .map_err(|_| too_large())
+}
+
+/// Refuses a body whose declared content type is not JSON.
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get("content-type").and_then(|v| v.to_str().ok()) {
+        None => Ok(()),
+        Some(ct)
+            if ct
+                .split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) =>
+        {
+            Ok(())
+        }
+        Some(ct) => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json, not {ct}"
+        ))),
+    }
+}

@@ -1,0 +1,47 @@
+//! `POST /run/{owner}/{alias}/{path…}`: the sync endpoint. The request goes through the
+//! same durable queue; the connection waits for it and answers like the result endpoint.
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::routes::queue::{enqueue, result_response};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use r2v_store::Status;
+use std::time::Duration;
+
+/// `POST /run/{owner}/{alias}/{path…}`.
+pub async fn run(
+    State(state): State<AppState>,
+    Path((owner, alias, path)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = auth::authenticate(&state, &headers).await?;
+    let row = enqueue(
+        &state,
+        &caller,
+        &format!("{owner}/{alias}/{path}"),
+        None,
+        &headers,
+        body,
+    )
+    .await?;
+    loop {
+        let completed = state.completed.notified();
+        let current = state
+            .store
+            .get(&row.id)
+            .await?
+            .ok_or_else(|| ApiError::no_request(&row.id))?;
+        if current.status == Status::Completed {
+            return Ok(result_response(&current));
+        }
+        tokio::select! {
+            () = completed => {}
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! [`SqliteStore`]: the embedded [`RequestStore`], one SQLite file in WAL mode.
+//!
+//! Claims are one `UPDATE … WHERE id = (SELECT … ORDER BY priority, seq LIMIT 1)
+//! RETURNING`, which SQLite runs under its single write lock, so two workers never get
+//! the same row. Every state change checks the expected status (and the lease holder),
+//! so a late or duplicate call changes nothing.
+
+use crate::{
+    ApiKeyRecord, CancelOutcome, Counts, FileRecord, Lease, LogLine, NewLog, NewRequest, Outcome,
+    ReapReport, RequestRow, RequestStore, Status, StoreError, UnixMs, now_ms,
+};
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+/// The SQLite request store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const COLUMNS: &str = "id, seq, endpoint, owner, priority, status, input, result, error, error_type, \
+    error_status, error_body, attempts, worker_id, lease_until, cancel_requested, webhook_url, \
+    webhook_state, webhook_attempts, output_ttl_seconds, created_at, started_at, completed_at, inference_time";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies the migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    fn row(r: &SqliteRow) -> Result<RequestRow, StoreError> {
+        let json = |name: &str| -> Result<Option<Value>, StoreError> {
+            r.try_get::<Option<String>, _>(name)?
+                .map(|s| {
+                    serde_json::from_str(&s)
+                        .map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+                })
+                .transpose()
+        };
+        Ok(RequestRow {
+            id: r.try_get("id")?,
+            seq: r.try_get("seq")?,
+            endpoint: r.try_get("endpoint")?,
+            owner: r.try_get("owner")?,
+            priority: r.try_get("priority")?,
+            status: Status::parse(&r.try_get::<String, _>("status")?)?,
+            input: json("input")?,
+            result: json("result")?,
+            error: r.try_get("error")?,
+            error_type: r.try_get("error_type")?,
+            error_status: r
+                .try_get::<Option<i64>, _>("error_status")?
+                .map(|s| s as u16),
+            error_body: json("error_body")?,
+            attempts: r.try_get("attempts")?,
+            worker_id: r.try_get("worker_id")?,
+            lease_until: r.try_get("lease_until")?,
+            cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+            webhook_url: r.try_get("webhook_url")?,
+            webhook_state: r.try_get("webhook_state")?,
+            webhook_attempts: r.try_get("webhook_attempts")?,
+            output_ttl_seconds: r.try_get("output_ttl_seconds")?,
+            created_at: r.try_get("created_at")?,
+            started_at: r.try_get("started_at")?,
+            completed_at: r.try_get("completed_at")?,
+            inference_time: r.try_get("inference_time")?,
+        })
+    }
+}
+
+/// The columns an [`Outcome`] sets: (result, error, error_type, error_status, error_body).
+fn outcome_columns(
+    outcome: &Outcome,
+) -> (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+) {
+    match outcome {
+        Outcome::Success { result } => (Some(result.to_string()), None, None, None, None),
+        Outcome::Failure {
+            status,
+            body,
+            error,
+            error_type,
+        } => (
+            None,
+            Some(error.clone()),
+            Some(error_type.clone()),
+            Some(i64::from(*status)),
+            Some(body.to_string()),
+        ),
+    }
+}
+
+/// The SET clause that completes a row; its parameters are bound by [`bind_complete`].
+const COMPLETE_SET: &str = "status = 'COMPLETED', result = ?, error = ?, error_type = ?, error_status = ?, \
+    error_body = ?, completed_at = ?, lease_until = NULL, \
+    input = CASE WHEN store_io = 0 THEN NULL ELSE input END, \
+    webhook_state = CASE WHEN webhook_url IS NULL THEN 'none' ELSE 'pending' END, \
+    webhook_next_at = ?";
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds the parameters of [`COMPLETE_SET`]: the outcome's columns, then the time twice.
+fn bind_complete<'q>(query: SqliteQuery<'q>, outcome: &Outcome, now: UnixMs) -> SqliteQuery<'q> {
+    let (result, error, error_type, error_status, error_body) = outcome_columns(outcome);
+    query
+        .bind(result)
+        .bind(error)
+        .bind(error_type)
+        .bind(error_status)
+        .bind(error_body)
+        .bind(now)
+        .bind(now)
+}
+
+#[async_trait]
+impl RequestStore for SqliteStore {
+    async fn insert(&self, new: NewRequest) -> Result<RequestRow, StoreError> {
+        let sql = format!(
+            "INSERT INTO requests (id, endpoint, owner, priority, status, input, webhook_url, store_io, \
+             start_deadline, output_ttl_seconds, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&new.id)
+            .bind(&new.endpoint)
+            .bind(&new.owner)
+            .bind(new.priority)
+            .bind(new.input.to_string())
+            .bind(&new.webhook_url)
+            .bind(i64::from(new.store_io))
+            .bind(new.start_deadline)
+            .bind(new.output_ttl_seconds)
+            .bind(now_ms())
+            .bind(new.expires_at)
+            .fetch_one(&self.pool)
+            .await?;
+        Self::row(&row)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM requests WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::row).transpose()
+    }
+
+    async fn queue_position(&self, row: &RequestRow) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE status = 'IN_QUEUE' AND (priority < ? OR (priority = ? AND seq < ?))",
+        )
+        .bind(row.priority)
+        .bind(row.priority)
+        .bind(row.seq)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    async fn claim(
+        &self,
+        worker_id: &str,
+        lease_ms: i64,
+    ) -> Result<Option<RequestRow>, StoreError> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE requests SET status = 'IN_PROGRESS', worker_id = ?, lease_until = ?, attempts = attempts + 1, \
+             started_at = COALESCE(started_at, ?) \
+             WHERE id = (SELECT id FROM requests WHERE status = 'IN_QUEUE' AND cancel_requested = 0 \
+                         ORDER BY priority, seq LIMIT 1) AND status = 'IN_QUEUE' \
+             RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(worker_id)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::row).transpose()
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &str,
+        worker_id: &str,
+        lease_ms: i64,
+    ) -> Result<Lease, StoreError> {
+        let flag: Option<i64> = sqlx::query_scalar(
+            "UPDATE requests SET lease_until = ? WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS' \
+             RETURNING cancel_requested",
+        )
+        .bind(now_ms() + lease_ms)
+        .bind(id)
+        .bind(worker_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match flag {
+            Some(flag) => Lease::Held {
+                cancel_requested: flag != 0,
+            },
+            None => Lease::Lost,
+        })
+    }
+
+    async fn append_logs(&self, id: &str, lines: &[NewLog]) -> Result<(), StoreError> {
+        // One statement per line: a write statement takes SQLite's write lock before it
+        // reads MAX(seq), so concurrent appends never race (a read-then-write
+        // transaction would fail with SQLITE_BUSY_SNAPSHOT under WAL).
+        for line in lines {
+            sqlx::query(
+                "INSERT INTO request_logs (request_id, seq, level, message, timestamp) \
+                 SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM request_logs WHERE request_id = ?",
+            )
+            .bind(id)
+            .bind(&line.level)
+            .bind(&line.message)
+            .bind(&line.timestamp)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn logs_after(&self, id: &str, after: i64) -> Result<Vec<LogLine>, StoreError> {
+        let rows = sqlx::query("SELECT seq, level, message, timestamp FROM request_logs WHERE request_id = ? AND seq > ? ORDER BY seq")
+            .bind(id)
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogLine {
+                    seq: r.try_get("seq")?,
+                    line: NewLog {
+                        level: r.try_get("level")?,
+                        message: r.try_get("message")?,
+                        timestamp: r.try_get("timestamp")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        worker_id: &str,
+        outcome: Outcome,
+        inference_time: f64,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE requests SET {COMPLETE_SET}, inference_time = ? WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS'"
+        );
+        let done = bind_complete(sqlx::query(&sql), &outcome, now_ms())
+            .bind(inference_time)
+            .bind(id)
+            .bind(worker_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release(
+        &self,
+        id: &str,
+        worker_id: &str,
+        max_attempts: i64,
+        exhausted: Outcome,
+    ) -> Result<bool, StoreError> {
+        let requeued = sqlx::query(
+            "UPDATE requests SET status = 'IN_QUEUE', worker_id = NULL, lease_until = NULL \
+             WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS' AND attempts < ? AND cancel_requested = 0",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .bind(max_attempts)
+        .execute(&self.pool)
+        .await?;
+        if requeued.rows_affected() == 1 {
+            return Ok(true);
+        }
+        self.complete(id, worker_id, exhausted, 0.0).await
+    }
+
+    async fn cancel(&self, id: &str, cancelled: Outcome) -> Result<CancelOutcome, StoreError> {
+        let sql =
+            format!("UPDATE requests SET {COMPLETE_SET} WHERE id = ? AND status = 'IN_QUEUE'");
+        let queued = bind_complete(sqlx::query(&sql), &cancelled, now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if queued.rows_affected() == 1 {
+            return Ok(CancelOutcome::CancelledWhileQueued);
+        }
+        let running = sqlx::query(
+            "UPDATE requests SET cancel_requested = 1 WHERE id = ? AND status = 'IN_PROGRESS'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if running.rows_affected() == 1 {
+            return Ok(CancelOutcome::Requested);
+        }
+        Ok(match self.get(id).await? {
+            Some(_) => CancelOutcome::AlreadyCompleted,
+            None => CancelOutcome::NotFound,
+        })
+    }
+
+    async fn release_workers(&self, prefix: &str) -> Result<u64, StoreError> {
+        let pattern = format!("{}%", prefix.replace('%', "\\%").replace('_', "\\_"));
+        let done = sqlx::query(
+            "UPDATE requests SET status = 'IN_QUEUE', worker_id = NULL, lease_until = NULL \
+             WHERE status = 'IN_PROGRESS' AND worker_id LIKE ? ESCAPE '\\'",
+        )
+        .bind(pattern)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn reap(
+        &self,
+        now: UnixMs,
+        max_attempts: i64,
+        exhausted: Outcome,
+        start_timeout: Outcome,
+    ) -> Result<ReapReport, StoreError> {
+        let mut report = ReapReport::default();
+        let sql = format!(
+            "UPDATE requests SET {COMPLETE_SET} WHERE status = 'IN_PROGRESS' AND lease_until < ? AND attempts >= ?"
+        );
+        report.failed = bind_complete(sqlx::query(&sql), &exhausted, now)
+            .bind(now)
+            .bind(max_attempts)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        report.requeued = sqlx::query(
+            "UPDATE requests SET status = 'IN_QUEUE', worker_id = NULL, lease_until = NULL \
+             WHERE status = 'IN_PROGRESS' AND lease_until < ?",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let sql = format!(
+            "UPDATE requests SET {COMPLETE_SET} WHERE status = 'IN_QUEUE' AND start_deadline < ?"
+        );
+        report.start_timeouts = bind_complete(sqlx::query(&sql), &start_timeout, now)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(report)
+    }
+
+    async fn due_webhooks(&self, now: UnixMs, limit: i64) -> Result<Vec<RequestRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM requests WHERE webhook_state = 'pending' AND webhook_next_at <= ? ORDER BY webhook_next_at LIMIT ?"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::row).collect()
+    }
+
+    async fn webhook_attempted(
+        &self,
+        id: &str,
+        delivered: bool,
+        error: Option<&str>,
+        next_at: Option<UnixMs>,
+    ) -> Result<(), StoreError> {
+        let state = match (delivered, next_at) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        sqlx::query(
+            "UPDATE requests SET webhook_state = ?, webhook_attempts = webhook_attempts + 1, webhook_next_at = ?, \
+             webhook_last_error = ? WHERE id = ? AND webhook_state = 'pending'",
+        )
+        .bind(state)
+        .bind(next_at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_expired(&self, now: UnixMs) -> Result<Vec<String>, StoreError> {
+        let paths: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM files WHERE expires_at < ? \
+             OR request_id IN (SELECT id FROM requests WHERE expires_at < ? AND status = 'COMPLETED') RETURNING path",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM requests WHERE expires_at < ? AND status = 'COMPLETED' AND webhook_state <> 'pending'")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(paths)
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN status = 'IN_QUEUE' THEN 1 ELSE 0 END), 0) AS queued, \
+             COALESCE(SUM(CASE WHEN status = 'IN_PROGRESS' THEN 1 ELSE 0 END), 0) AS in_progress \
+             FROM requests WHERE status <> 'COMPLETED'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            queued: row.try_get("queued")?,
+            in_progress: row.try_get("in_progress")?,
+        })
+    }
+
+    async fn insert_key(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_keys (id, secret_sha256, name, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&key.id)
+            .bind(&key.secret_sha256)
+            .bind(&key.name)
+            .bind(key.created_at)
+            .bind(key.revoked_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, secret_sha256, name, created_at, revoked_at FROM api_keys WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(key_row).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows = sqlx::query("SELECT id, secret_sha256, name, created_at, revoked_at FROM api_keys ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_row).collect()
+    }
+
+    async fn revoke_key(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_file(&self, file: FileRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO files (path, owner, request_id, content_type, size, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (path) DO UPDATE SET owner = excluded.owner, request_id = excluded.request_id, \
+             content_type = excluded.content_type, size = excluded.size, expires_at = excluded.expires_at",
+        )
+        .bind(&file.path)
+        .bind(&file.owner)
+        .bind(&file.request_id)
+        .bind(&file.content_type)
+        .bind(file.size)
+        .bind(file.created_at)
+        .bind(file.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_file(&self, path: &str) -> Result<Option<FileRecord>, StoreError> {
+        let row = sqlx::query("SELECT path, owner, request_id, content_type, size, created_at, expires_at FROM files WHERE path = ?")
+            .bind(path)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(FileRecord {
+                path: r.try_get("path")?,
+                owner: r.try_get("owner")?,
+                request_id: r.try_get("request_id")?,
+                content_type: r.try_get("content_type")?,
+                size: r.try_get("size")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+fn key_row(r: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
+    Ok(ApiKeyRecord {
+        id: r.try_get("id")?,
+        secret_sha256: r.try_get("secret_sha256")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+    })
+}
+
+/// The time `seconds` from now.
+pub fn in_seconds(seconds: i64) -> UnixMs {
+    now_ms() + seconds * 1000
+}

@@ -1,0 +1,197 @@
+//! The `serve`, `keys` and `worker` subcommands: configuration resolution (flags >
+//! environment > TOML file > defaults) and wiring around `r2v-server` and `r2v-worker`.
+
+use crate::cli::{EngineArg, KeysArgs, KeysCommand, ServeArgs, WorkerArgs};
+use crate::commands::Exit;
+use anyhow::{Context, bail};
+use r2v_engine::Engine;
+use r2v_engine::pipeline::Generator;
+use r2v_engine::preview::PreviewEngine;
+use r2v_engine::safety::SafetyPolicy;
+use r2v_media::fetch::{FetchPolicy, Fetcher};
+use r2v_media::ffmpeg::Tools;
+use r2v_media::reference::ReferenceLoader;
+use r2v_server::config::{Secret, ServerConfig, default_data_dir};
+use r2v_store::{RequestStore, now_ms};
+use r2v_worker::http::HttpSource;
+use serde_json::json;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn engine(choice: EngineArg) -> Arc<dyn Engine> {
+    match choice {
+        EngineArg::Preview => Arc::new(PreviewEngine),
+    }
+}
+
+/// `ServeArgs` → `ServerConfig`: the TOML file (if any) over the defaults, then every
+/// flag or environment variable that was given.
+pub fn resolve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --config {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?
+        }
+        None => ServerConfig::default(),
+    };
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = &args.data_dir {
+        config.data_dir = v.clone();
+    }
+    if args.no_auth {
+        config.auth = false;
+    }
+    if args.allow_private_urls {
+        config.allow_private_urls = true;
+    }
+    if let Some(v) = args.workers {
+        config.workers = v;
+    }
+    if let Some(v) = &args.public_url {
+        let parsed =
+            url::Url::parse(v).with_context(|| format!("--public-url {v} is not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!("--public-url must be an http(s) URL, not {v}");
+        }
+        config.public_url = Some(v.trim_end_matches('/').to_owned());
+    }
+    if let Some(v) = &args.worker_token {
+        if v.len() < 16 {
+            bail!("--worker-token must be at least 16 characters");
+        }
+        config.worker_token = Some(Secret(v.clone()));
+    }
+    if let Some(v) = args.max_body_bytes {
+        config.max_body_bytes = v;
+    }
+    if let Some(v) = args.retention_seconds {
+        config.retention_seconds = v;
+    }
+    if let Some(v) = args.max_attempts {
+        if v < 1 {
+            bail!("--max-attempts must be at least 1");
+        }
+        config.max_attempts = v;
+    }
+    if let Some(v) = args.lease_seconds {
+        config.lease_seconds = v;
+    }
+    if let Some(v) = args.heartbeat_seconds {
+        config.heartbeat_seconds = v;
+    }
+    if let Some(v) = &args.x264_preset {
+        config.x264_preset = v.clone();
+    }
+    if !args.blocked_terms.is_empty() {
+        config.blocked_terms = args.blocked_terms.clone();
+    }
+    if config.heartbeat_seconds <= 0.0
+        || config.heartbeat_seconds * 2.0 > config.lease_seconds as f64
+    {
+        bail!("--heartbeat-seconds must be positive and at most half of --lease-seconds");
+    }
+    Ok(config)
+}
+
+/// `r2v serve`.
+pub fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit> {
+    let config = resolve_config(&args)?;
+    let engine = engine(args.engine.unwrap_or(EngineArg::Preview));
+    let auth = config.auth;
+    runtime.block_on(r2v_server::serve(config, engine, |address, key| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "r2v serve listening on http://{address}");
+        if let Some(key) = key {
+            let _ = writeln!(
+                out,
+                "created an API key (shown once; only its hash is stored): {}",
+                key.key
+            );
+            let _ = writeln!(
+                out,
+                "use it as `Authorization: Key {}` or FAL_KEY={}",
+                key.key, key.key
+            );
+        } else if !auth {
+            let _ = writeln!(out, "auth is off (--no-auth): every caller is `anonymous`");
+        }
+        let _ = out.flush();
+    }))?;
+    Ok(Exit::Ok)
+}
+
+/// `r2v keys`.
+pub fn keys(args: KeysArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit> {
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    runtime.block_on(async {
+        let store = r2v_server::open_store(&data_dir).await?;
+        match args.command {
+            KeysCommand::Create { name, json } => {
+                let key = r2v_server::auth::create_key(&store, &name).await?;
+                if json {
+                    println!("{}", json!({ "id": key.id, "key": key.key }));
+                } else {
+                    println!("{}", key.key);
+                }
+            }
+            KeysCommand::List { json } => {
+                let keys = store.list_keys().await?;
+                if json {
+                    let list: Vec<_> = keys
+                        .iter()
+                        .map(|k| json!({ "id": k.id, "name": k.name, "created_at": k.created_at, "revoked": k.revoked_at.is_some() }))
+                        .collect();
+                    println!("{}", serde_json::Value::Array(list));
+                } else {
+                    for k in keys {
+                        println!("{}\t{}\t{}", k.id, if k.revoked_at.is_some() { "revoked" } else { "active" }, k.name);
+                    }
+                }
+            }
+            KeysCommand::Revoke { id } => {
+                if !store.revoke_key(&id, now_ms()).await? {
+                    bail!("no active key with id {id}");
+                }
+                println!("revoked {id}");
+            }
+        }
+        Ok(Exit::Ok)
+    })
+}
+
+/// `r2v worker`.
+pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit> {
+    let id = args.id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "host".into());
+        format!("remote:{}:{}", host.trim(), std::process::id())
+    });
+    let scratch = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    runtime.block_on(async {
+        let source = Arc::new(HttpSource::new(&args.api, &args.token, &id)?);
+        let fetcher = Fetcher::new(FetchPolicy {
+            allow_private: args.fetch.allow_private_urls,
+            ..FetchPolicy::default()
+        })?;
+        let loader = ReferenceLoader::new(fetcher, Tools::default()).with_resolver(source.clone());
+        let generator = Generator::new(engine(args.engine), loader, SafetyPolicy::default())
+            .with_x264_preset(args.x264_preset.clone());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = stop.send(true);
+        });
+        println!("r2v worker {id} taking work from {}", args.api);
+        let config = r2v_worker::WorkerConfig {
+            id,
+            heartbeat: Duration::from_secs_f64(args.heartbeat_seconds),
+            scratch_dir: scratch,
+        };
+        r2v_worker::run(source, generator, config, stopped).await;
+        Ok(Exit::Ok)
+    })
+}
