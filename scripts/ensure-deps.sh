@@ -10,15 +10,35 @@ have_ffmpeg() {
     ffmpeg -hide_banner -encoders 2>/dev/null | grep libx264 >/dev/null
 }
 
-if have_ffmpeg; then
+# With --clients: Node.js with npm and Python with venv, for the official clients'
+# conformance tests.
+have_clients() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+    command -v python3 >/dev/null 2>&1 && python3 -m venv --help >/dev/null 2>&1
+}
+
+want_clients=0
+[ "${1:-}" = "--clients" ] && want_clients=1
+
+missing=()
+have_ffmpeg || missing+=(ffmpeg)
+if [ $want_clients = 1 ] && ! have_clients; then
+  missing+=(nodejs npm python3 python3-venv)
+fi
+if [ ${#missing[@]} = 0 ]; then
   exit 0
 fi
 
 if command -v apt-get >/dev/null 2>&1; then
-  echo "ensure-deps: installing ffmpeg with apt-get" >&2
+  echo "ensure-deps: installing ${missing[*]} with apt-get" >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ $want_clients = 1 ] && ! have_clients; then
+  echo "ensure-deps: the conformance tests need Node.js 18+ with npm, and Python 3.9+ with venv" >&2
+  exit 1
 fi
 
 if ! have_ffmpeg; then

@@ -56,7 +56,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
             Err(e) => tracing::warn!(error = %e, "reaper pass failed"),
         }
         ticks += 1;
-        if ticks % 60 == 0 {
+        if ticks.is_multiple_of(60) {
             match state.store.delete_expired(now_ms()).await {
                 Ok(paths) => {
                     for path in paths {

@@ -86,16 +86,17 @@ impl SqliteStore {
     }
 }
 
-/// The columns an [`Outcome`] sets: (result, error, error_type, error_status, error_body).
-fn outcome_columns(
-    outcome: &Outcome,
-) -> (
+/// The failure columns of a row: (result, error, error_type, error_status, error_body).
+type OutcomeColumns = (
     Option<String>,
     Option<String>,
     Option<String>,
     Option<i64>,
     Option<String>,
-) {
+);
+
+/// The columns an [`Outcome`] sets.
+fn outcome_columns(outcome: &Outcome) -> OutcomeColumns {
     match outcome {
         Outcome::Success { result } => (Some(result.to_string()), None, None, None, None),
         Outcome::Failure {

@@ -38,7 +38,7 @@ impl RenderCtx for WorkerCtx {
             self.stage = stage.to_owned();
             self.next_percent = 0;
         }
-        let percent = if total == 0 { 100 } else { done * 100 / total };
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
         if percent >= self.next_percent && total > 0 {
             let _ = self.logs.send(LogEntry::now(
                 "INFO",

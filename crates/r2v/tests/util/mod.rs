@@ -1,0 +1,224 @@
+//! Helpers for the CLI tests: the built `r2v` binary, a temp dir per test, and ffprobe.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root (the bundled examples live under it).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `r2v` with `args`, run from the repository root.
+pub fn r2v(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_r2v"))
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("R2V_LOG")
+        .output()
+        .expect("running r2v")
+}
+
+/// stdout parsed as JSON.
+pub fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// What the real ffprobe says about a file: streams (frames counted) and format.
+pub fn ffprobe(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-of",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The first stream of `kind` (`video` or `audio`).
+pub fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
+    probe["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == kind)
+}
+
+/// A string field of ffprobe's JSON as a number.
+pub fn num(value: &Value) -> f64 {
+    value
+        .as_str()
+        .map_or_else(|| value.as_f64().unwrap(), |s| s.parse().unwrap())
+}
+
+/// Top-level mp4 box names in file order.
+pub fn top_level_boxes(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut names = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        names.push(String::from_utf8_lossy(&bytes[at + 4..at + 8]).into_owned());
+        let size = if size == 1 {
+            u64::from_be_bytes(bytes[at + 8..at + 16].try_into().unwrap()) as usize
+        } else {
+            size
+        };
+        if size < 8 {
+            break;
+        }
+        at += size;
+    }
+    names
+}
+
+/// A running `r2v serve` child process on a free loopback port.
+pub struct Server {
+    child: Option<std::process::Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The key printed on first start, if any.
+    pub key: Option<String>,
+}
+
+impl Server {
+    /// Starts `r2v serve --listen 127.0.0.1:0 --data-dir DIR ARGS…` and waits until it listens.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_r2v"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("R2V_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting r2v serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("r2v serve printed nothing");
+        let base = first
+            .strip_prefix("r2v serve listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_owned();
+        let key = rx
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .ok()
+            .and_then(|l| {
+                l.strip_prefix("created an API key (shown once; only its hash is stored): ")
+                    .map(str::to_owned)
+            });
+        Server {
+            child: Some(child),
+            base,
+            key,
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A blocking HTTP client (the TLS provider is installed the way the binary does it).
+pub fn http() -> reqwest::blocking::Client {
+    let _ = r2v_media::fetch::Fetcher::new(r2v_media::fetch::FetchPolicy::default());
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// One webhook delivery: lower-cased headers and the body.
+pub type Delivery = (std::collections::HashMap<String, String>, Vec<u8>);
+
+/// A webhook receiver on loopback: records every delivery's headers and body.
+pub struct Receiver {
+    /// `http://127.0.0.1:PORT/hook`.
+    pub url: String,
+    /// Every delivery so far.
+    pub deliveries: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
+}
+
+impl Receiver {
+    /// Starts the receiver thread.
+    pub fn start() -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let deliveries = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = deliveries.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let mut headers = std::collections::HashMap::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) <= 2 {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                    }
+                }
+                let len: usize = headers
+                    .get("content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                sink.lock().unwrap().push((headers, body));
+                let mut stream = stream;
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Receiver { url, deliveries }
+    }
+}
