@@ -8,13 +8,14 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 /// Path of the project's error documentation; each detail's `url` is this plus `#<type>`.
 /// It is relative to the server's base URL, which serves `docs/errors.md` there.
 pub const ERROR_DOCS_PATH: &str = "/docs/errors";
 
 /// One element of an error location: a field name or a list index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum LocItem {
     /// A field name, such as `"body"` or `"image_urls"`.
@@ -42,7 +43,7 @@ macro_rules! loc {
 }
 
 /// One validation problem, exactly as it travels in a 422 `detail` list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Where the problem is: `["body", "image_urls", 2]`.
     pub loc: Vec<LocItem>,
@@ -55,9 +56,11 @@ pub struct ErrorDetail {
     pub url: String,
     /// Limits and expectations that explain the error, e.g. `{"max_length": 1500}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub ctx: Option<Value>,
     /// The offending input value, where it is short enough to help.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub input: Option<Value>,
 }
 
@@ -85,6 +88,13 @@ impl ErrorDetail {
         self.input = Some(input);
         self
     }
+}
+
+/// The body of a 422: every problem of the request at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ValidationErrorBody {
+    /// The problems, in field order.
+    pub detail: Vec<ErrorDetail>,
 }
 
 /// Every way a request ends without a video.

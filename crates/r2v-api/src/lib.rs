@@ -18,7 +18,9 @@ pub mod prompt;
 pub mod sizes;
 
 pub use endpoint::Preset;
-pub use error::{ErrorDetail, LocItem, RequestError};
-pub use input::{ReferenceSource, ValidInput, ValidateOptions, validate, validate_json_bytes};
+pub use error::{ErrorDetail, LocItem, RequestError, ValidationErrorBody};
+pub use input::{
+    InputSchema, ReferenceSource, ValidInput, ValidateOptions, validate, validate_json_bytes,
+};
 pub use output::{Output, VideoFile};
 pub use sizes::{AspectRatio, Duration, FPS, Resolution};

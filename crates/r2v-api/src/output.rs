@@ -1,9 +1,10 @@
 //! The output object of SPEC §3: `{"video": {...}, "seed": ..., "actual_prompt": ...}`.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The generated file and what ffprobe reads from it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VideoFile {
     /// Where the file can be downloaded (`file://` from the CLI).
     pub url: String,
@@ -26,7 +27,7 @@ pub struct VideoFile {
 }
 
 /// What a completed request returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Output {
     /// The generated video.
     pub video: VideoFile,

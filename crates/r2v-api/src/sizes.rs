@@ -2,12 +2,13 @@
 //! duration → frame count at the fixed output rate of 30 fps.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Frames per second of every output file.
 pub const FPS: u32 = 30;
 
 /// The `aspect_ratio` input field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum AspectRatio {
     /// `"16:9"` (the default).
     #[serde(rename = "16:9")]
@@ -49,7 +50,7 @@ impl AspectRatio {
 }
 
 /// The `resolution` input field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum Resolution {
     /// `"720p"`.
     #[serde(rename = "720p")]
@@ -73,7 +74,7 @@ impl Resolution {
 }
 
 /// The `duration` input field: an enum string on the wire (`"5"`, `"10"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum Duration {
     /// `"5"` seconds (the default).
     #[serde(rename = "5")]

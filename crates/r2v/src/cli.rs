@@ -38,6 +38,8 @@ pub enum Command {
     Keys(KeysArgs),
     /// Run a worker that takes requests from a server's worker API.
     Worker(WorkerArgs),
+    /// Print the server's OpenAPI 3.1 document.
+    Openapi,
 }
 
 /// Which endpoint's preset a local run uses.

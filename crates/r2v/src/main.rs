@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Serve(_) | Command::Worker(_) => "info",
-        Command::Run(_) | Command::Validate(_) | Command::Keys(_) => "warn",
+        Command::Run(_) | Command::Validate(_) | Command::Keys(_) | Command::Openapi => "warn",
     };
     logging::init_tracing(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -35,6 +35,13 @@ fn main() -> ExitCode {
         Command::Serve(args) => (false, service::serve(args, &runtime)),
         Command::Keys(args) => (false, service::keys(args, &runtime)),
         Command::Worker(args) => (false, service::worker(args, &runtime)),
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r2v_server::openapi::document()).unwrap_or_default()
+            );
+            (false, Ok(Exit::Ok))
+        }
     };
     match result {
         Ok(exit) => exit.into(),

@@ -195,3 +195,45 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         Ok(Exit::Ok)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        match Cli::parse_from([&["r2v", "serve"], args].concat()).command {
+            Command::Serve(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r2v.toml");
+        std::fs::write(
+            &file,
+            "workers = 3\nauth = false\nlisten = \"127.0.0.1:9000\"\nmax_attempts = 5\n",
+        )
+        .unwrap();
+        let config = resolve_config(&serve_args(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--workers",
+            "2",
+        ]))
+        .unwrap();
+        assert_eq!(config.workers, 2, "the flag wins");
+        assert_eq!(config.max_attempts, 5, "the file beats the default");
+        assert!(!config.auth);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.lease_seconds, ServerConfig::default().lease_seconds);
+        std::fs::write(&file, "workerz = 3\n").unwrap();
+        let err = resolve_config(&serve_args(&["--config", file.to_str().unwrap()])).unwrap_err();
+        assert!(format!("{err:#}").contains("workerz"), "{err:#}");
+        let err = resolve_config(&serve_args(&["--public-url", "ftp://x"])).unwrap_err();
+        assert!(err.to_string().contains("--public-url"));
+    }
+}
