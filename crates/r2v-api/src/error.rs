@@ -206,3 +206,39 @@ mod tests {
         assert_eq!(RequestError::TooLarge { limit: 1 }.status(), 413);
     }
 }
+
+/// How a request ended, as workers report it and the store keeps it: the output, or a
+/// failure that the result endpoint replays (status and body) and the status reports
+/// (`error`, `error_type`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The request produced its output.
+    Success {
+        /// The output object.
+        result: Value,
+    },
+    /// The request failed.
+    Failure {
+        /// HTTP status of the result endpoint.
+        status: u16,
+        /// JSON body of the result endpoint.
+        body: Value,
+        /// One-line summary.
+        error: String,
+        /// The `error_type`.
+        error_type: String,
+    },
+}
+
+impl Outcome {
+    /// The failure that `error` describes.
+    pub fn failure(error: &RequestError) -> Self {
+        Self::Failure {
+            status: error.status(),
+            body: error.body(),
+            error: error.summary(),
+            error_type: error.error_type().to_owned(),
+        }
+    }
+}

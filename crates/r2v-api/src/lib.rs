@@ -18,7 +18,7 @@ pub mod prompt;
 pub mod sizes;
 
 pub use endpoint::Preset;
-pub use error::{ErrorDetail, LocItem, RequestError, ValidationErrorBody};
+pub use error::{ErrorDetail, LocItem, Outcome, RequestError, ValidationErrorBody};
 pub use input::{
     InputSchema, ReferenceSource, ValidInput, ValidateOptions, validate, validate_json_bytes,
 };

@@ -8,7 +8,7 @@ use r2v_api::RequestError;
 use r2v_media::MediaError;
 use r2v_media::reference::{FileResolver, Resolved};
 use r2v_store::{FileRecord, Lease, NewLog, Outcome, StoreError, now_ms};
-use r2v_worker::{Job, JobOutcome, LeaseState, LogEntry, SourceError, WorkSource};
+use r2v_worker::{Job, LeaseState, LogEntry, SourceError, WorkSource};
 use std::path::Path;
 use std::time::Duration;
 
@@ -111,28 +111,12 @@ impl AppState {
         &self,
         id: &str,
         worker_id: &str,
-        outcome: JobOutcome,
+        outcome: Outcome,
         inference_time: f64,
     ) -> Result<bool, StoreError> {
-        let (outcome, error_type) = match outcome {
-            JobOutcome::Success { result } => (Outcome::Success { result }, None),
-            JobOutcome::Failure {
-                status,
-                body,
-                error,
-                error_type,
-            } => {
-                let kind = error_type.clone();
-                (
-                    Outcome::Failure {
-                        status,
-                        body,
-                        error,
-                        error_type,
-                    },
-                    Some(kind),
-                )
-            }
+        let error_type = match &outcome {
+            Outcome::Success { .. } => None,
+            Outcome::Failure { error_type, .. } => Some(error_type.clone()),
         };
         let done = self
             .store
@@ -265,7 +249,7 @@ impl WorkSource for LocalSource {
     async fn complete(
         &self,
         id: &str,
-        outcome: JobOutcome,
+        outcome: Outcome,
         inference_time: f64,
     ) -> Result<(), SourceError> {
         self.state

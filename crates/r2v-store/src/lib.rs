@@ -14,6 +14,7 @@
 pub mod sqlite;
 
 use async_trait::async_trait;
+pub use r2v_api::Outcome;
 use serde_json::Value;
 
 /// Milliseconds since the Unix epoch.
@@ -167,27 +168,6 @@ pub struct LogLine {
     pub seq: i64,
     /// The line.
     pub line: NewLog,
-}
-
-/// How a request ends.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The output JSON.
-    Success {
-        /// The output object.
-        result: Value,
-    },
-    /// A failure, replayed by the result endpoint.
-    Failure {
-        /// HTTP status.
-        status: u16,
-        /// JSON body.
-        body: Value,
-        /// One-line summary (`error` in the status).
-        error: String,
-        /// `error_type` in the status.
-        error_type: String,
-    },
 }
 
 /// What the worker learns from a heartbeat.

@@ -5,7 +5,7 @@
 //! `POST claim`, `POST requests/{id}/heartbeat`, `POST requests/{id}/logs`,
 //! `PUT requests/{id}/output`, `POST requests/{id}/complete`, `POST requests/{id}/release`.
 
-use crate::{Job, JobOutcome, LeaseState, LogEntry, SourceError, WorkSource};
+use crate::{Job, LeaseState, LogEntry, Outcome, SourceError, WorkSource};
 use async_trait::async_trait;
 use r2v_media::MediaError;
 use r2v_media::reference::{FileResolver, Resolved};
@@ -146,7 +146,7 @@ impl WorkSource for HttpSource {
     async fn complete(
         &self,
         id: &str,
-        outcome: JobOutcome,
+        outcome: Outcome,
         inference_time: f64,
     ) -> Result<(), SourceError> {
         let body = json!({ "worker_id": self.worker_id, "outcome": outcome, "inference_time": inference_time });

@@ -15,6 +15,7 @@ pub mod http;
 mod pump;
 
 use async_trait::async_trait;
+pub use r2v_api::Outcome;
 use r2v_api::{Preset, RequestError, ValidateOptions};
 use r2v_engine::pipeline::Generator;
 use serde::{Deserialize, Serialize};
@@ -59,40 +60,6 @@ impl LogEntry {
     }
 }
 
-/// How a request ended, as the worker reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum JobOutcome {
-    /// The output object.
-    Success {
-        /// The output JSON.
-        result: Value,
-    },
-    /// A typed failure the result endpoint replays.
-    Failure {
-        /// HTTP status.
-        status: u16,
-        /// JSON body.
-        body: Value,
-        /// One-line summary.
-        error: String,
-        /// `error_type`.
-        error_type: String,
-    },
-}
-
-impl JobOutcome {
-    /// The outcome of a request that ended with `error`.
-    pub fn failure(error: &RequestError) -> Self {
-        Self::Failure {
-            status: error.status(),
-            body: error.body(),
-            error: error.summary(),
-            error_type: error.error_type().to_owned(),
-        }
-    }
-}
-
 /// What a heartbeat tells the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "lease", rename_all = "snake_case")]
@@ -126,7 +93,7 @@ pub trait WorkSource: Send + Sync {
     async fn complete(
         &self,
         id: &str,
-        outcome: JobOutcome,
+        outcome: Outcome,
         inference_time: f64,
     ) -> Result<(), SourceError>;
     /// Hands the request back after an internal failure (retried, or failed once out of attempts).
@@ -195,7 +162,7 @@ async fn process(
             return source
                 .complete(
                     &job.id,
-                    JobOutcome::failure(&RequestError::Invalid(details)),
+                    Outcome::failure(&RequestError::Invalid(details)),
                     0.0,
                 )
                 .await;
@@ -245,7 +212,7 @@ async fn report(
                     let result =
                         serde_json::to_value(&output).map_err(|e| SourceError(e.to_string()))?;
                     source
-                        .complete(&job.id, JobOutcome::Success { result }, inference_time)
+                        .complete(&job.id, Outcome::Success { result }, inference_time)
                         .await
                 }
                 Err(e) => {
@@ -269,7 +236,7 @@ async fn report(
         }
         Err(error) => {
             source
-                .complete(&job.id, JobOutcome::failure(&error), inference_time)
+                .complete(&job.id, Outcome::failure(&error), inference_time)
                 .await
         }
     }

@@ -353,7 +353,7 @@ pub async fn cancel(
     let row = owned_request(&state, &caller, &id).await?;
     let outcome = state
         .store
-        .cancel(&row.id, jobs::failure(&RequestError::Cancelled))
+        .cancel(&row.id, r2v_api::Outcome::failure(&RequestError::Cancelled))
         .await?;
     let (code, status) = match outcome {
         CancelOutcome::CancelledWhileQueued => {

@@ -9,7 +9,8 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use r2v_worker::{JobOutcome, LogEntry};
+use r2v_api::Outcome;
+use r2v_worker::LogEntry;
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -109,7 +110,7 @@ pub async fn output(
 #[derive(Debug, Deserialize)]
 pub struct CompleteBody {
     worker_id: String,
-    outcome: JobOutcome,
+    outcome: Outcome,
     inference_time: f64,
 }
 
