@@ -651,3 +651,127 @@ fn queue_order_positions_start_timeouts_and_metrics() {
         .unwrap();
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
 }
+
+#[test]
+fn uploads_are_references_without_allow_private_urls() {
+    // The server's own file URLs are read from its store, never fetched through the guard.
+    let dir = tempfile::tempdir().unwrap();
+    let client = http();
+    let server = Server::start(dir.path(), &["--x264-preset", "ultrafast"]);
+    let key = server.key.clone().unwrap();
+    let initiated: Value = client
+        .post(format!(
+            "{}/storage/upload/initiate?storage_type=fal-cdn-v3",
+            server.base
+        ))
+        .header("authorization", auth(&key))
+        .json(&json!({"content_type": "image/png", "file_name": "face.png"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let png = std::fs::read(repo_root().join("examples/character-warm.png")).unwrap();
+    let put = client
+        .put(initiated["upload_url"].as_str().unwrap())
+        .header("content-type", "image/png")
+        .body(png)
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let file_url = initiated["file_url"].as_str().unwrap();
+    let mut body = small("Character1 looks up.");
+    body["image_urls"] = json!([file_url]);
+    let id = submit(&client, &server, &key, &body, None);
+    wait_all_completed(
+        &client,
+        &server,
+        &key,
+        std::slice::from_ref(&id),
+        Duration::from_secs(120),
+    );
+    let s = status(&client, &server, &key, &id);
+    assert!(s.get("error").is_none(), "{s}");
+    // A loopback URL that is not one of ours is still refused.
+    body["image_urls"] = json!([format!("{}/health", server.base)]);
+    let id = submit(&client, &server, &key, &body, None);
+    wait_all_completed(
+        &client,
+        &server,
+        &key,
+        std::slice::from_ref(&id),
+        Duration::from_secs(120),
+    );
+    let result: Value = client
+        .get(format!("{}/wan/v2.6/requests/{id}", server.base))
+        .header("authorization", auth(&key))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        result["detail"][0]["type"], "file_download_error",
+        "{result}"
+    );
+}
+
+#[test]
+fn a_request_whose_worker_keeps_dying_fails_after_max_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = http();
+    let token = "worker-token-for-tests-0123456789";
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--workers",
+            "0",
+            "--worker-token",
+            token,
+            "--lease-seconds",
+            "2",
+            "--heartbeat-seconds",
+            "1",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    let key = server.key.clone().unwrap();
+    let body = json!({"prompt": "A long one.", "resolution": "1080p", "duration": "10", "enable_audio": false});
+    let id = submit(&client, &server, &key, &body, None);
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_r2v"))
+        .args([
+            "worker",
+            "--api",
+            &server.base,
+            "--token",
+            token,
+            "--heartbeat-seconds",
+            "1",
+        ])
+        .env("R2V_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&client, &server, &key, &id)["status"] != "IN_PROGRESS" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    wait_all_completed(
+        &client,
+        &server,
+        &key,
+        std::slice::from_ref(&id),
+        Duration::from_secs(30),
+    );
+    let s = status(&client, &server, &key, &id);
+    assert_eq!(s["error_type"], "internal_error", "{s}");
+    let result = client
+        .get(format!("{}/wan/v2.6/requests/{id}", server.base))
+        .header("authorization", auth(&key))
+        .send()
+        .unwrap();
+    assert_eq!(result.status(), 500);
+    assert_eq!(result.headers()["x-fal-error-type"], "internal_error");
+}
