@@ -170,8 +170,10 @@ impl RequestStore for SqliteStore {
     }
 
     async fn queue_position(&self, row: &RequestRow) -> Result<i64, StoreError> {
+        // Two range counts over the (status, priority, seq) index; an OR would scan the queue.
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM requests WHERE status = 'IN_QUEUE' AND (priority < ? OR (priority = ? AND seq < ?))",
+            "SELECT (SELECT COUNT(*) FROM requests WHERE status = 'IN_QUEUE' AND priority < ?) \
+             + (SELECT COUNT(*) FROM requests WHERE status = 'IN_QUEUE' AND priority = ? AND seq < ?)",
         )
         .bind(row.priority)
         .bind(row.priority)
