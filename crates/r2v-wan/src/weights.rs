@@ -1,0 +1,344 @@
+//! Weight loading: safetensors files (one, or the shards of a diffusers index),
+//! memory-mapped, in f32, f16 or bf16, under diffusers names.
+//!
+//! Two key layouts are accepted and both end up under diffusers' names:
+//! - diffusers (`blocks.0.attn1.to_q.weight`, …), as written by `save_pretrained`;
+//! - official / ComfyUI single files (`blocks.0.self_attn.q.weight`, optionally under
+//!   `model.diffusion_model.`), renamed by [`official_to_diffusers`] (MODEL.md §1.2):
+//!
+//! | official | diffusers |
+//! |---|---|
+//! | `self_attn.{q,k,v,o}` / `cross_attn.{q,k,v,o}` | `attn1.{to_q,to_k,to_v,to_out.0}` / `attn2.…` |
+//! | `cross_attn.{k_img,v_img,norm_k_img}` | `attn2.{add_k_proj,add_v_proj,norm_added_k}` |
+//! | `ffn.0` / `ffn.2` | `ffn.net.0.proj` / `ffn.net.2` |
+//! | `blocks.N.modulation` / `head.modulation` | `blocks.N.scale_shift_table` / `scale_shift_table` |
+//! | `norm3` (the affine cross-attention norm) | `norm2` |
+//! | `head.head` | `proj_out` |
+//! | `time_embedding.{0,2}` / `time_projection.1` | `condition_embedder.time_embedder.linear_{1,2}` / `condition_embedder.time_proj` |
+//! | `text_embedding.{0,2}` | `condition_embedder.text_embedder.linear_{1,2}` |
+//! | `img_emb.proj.{0,1,3,4}` | `condition_embedder.image_embedder.{norm1,ff.net.0.proj,ff.net.2,norm2}` |
+//! | `vace_blocks.N.{before_proj,after_proj}` | `vace_blocks.N.{proj_in,proj_out}` |
+//!
+//! Every tensor a model asks for is checked for shape; the ones it never asks for are
+//! "unexpected". [`Weights::finish`] reports all missing, misshapen and unexpected keys
+//! by name in one error.
+
+use crate::WanError;
+use burn::prelude::*;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Where a tensor lives: file index, dtype, shape, byte range.
+struct Entry {
+    file: usize,
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// The tensors of a checkpoint, by diffusers name.
+pub struct Weights {
+    maps: Vec<memmap2::Mmap>,
+    entries: BTreeMap<String, Entry>,
+    used: RefCell<BTreeSet<String>>,
+    problems: RefCell<Vec<String>>,
+    /// Only names under this prefix belong to the model being loaded (e.g. `transformer.`).
+    prefix: String,
+}
+
+impl Weights {
+    /// Opens a `.safetensors` file, a diffusers `*.safetensors.index.json`, or a directory
+    /// holding either.
+    pub fn open(path: &Path) -> Result<Self, WanError> {
+        let files = weight_files(path)?;
+        let mut maps = Vec::with_capacity(files.len());
+        let mut entries = BTreeMap::new();
+        for (index, file) in files.iter().enumerate() {
+            let handle = std::fs::File::open(file).map_err(|e| WanError::io(file, e))?;
+            // SAFETY: the file is opened read-only and not modified while mapped.
+            let map = unsafe { memmap2::Mmap::map(&handle) }.map_err(|e| WanError::io(file, e))?;
+            let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map)
+                .map_err(|e| WanError::Weights(format!("{}: {e}", file.display())))?;
+            for (name, info) in metadata.tensors() {
+                let (start, end) = info.data_offsets;
+                entries.insert(
+                    name.clone(),
+                    Entry {
+                        file: index,
+                        dtype: info.dtype,
+                        shape: info.shape.clone(),
+                        start: 8 + header_len + start,
+                        end: 8 + header_len + end,
+                    },
+                );
+            }
+            maps.push(map);
+        }
+        let entries = official_to_diffusers(entries);
+        Ok(Self {
+            maps,
+            entries,
+            used: RefCell::default(),
+            problems: RefCell::default(),
+            prefix: String::new(),
+        })
+    }
+
+    /// Restricts the model to names under `prefix` (a pipeline file holding `transformer.` and `vae.`).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    /// Whether a tensor exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(&format!("{}{name}", self.prefix))
+    }
+
+    /// The tensor `name` as f32 with exactly `shape`; a missing or misshapen tensor is
+    /// recorded (and zeros returned) so that every problem is reported at once.
+    pub fn tensor<B: Backend, const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &B::Device,
+    ) -> Tensor<B, D> {
+        let full = format!("{}{name}", self.prefix);
+        let Some(entry) = self.entries.get(&full) else {
+            self.problems
+                .borrow_mut()
+                .push(format!("missing key {full} (expected shape {shape:?})"));
+            return Tensor::zeros(shape, device);
+        };
+        self.used.borrow_mut().insert(full.clone());
+        if entry.shape != shape {
+            self.problems.borrow_mut().push(format!(
+                "key {full} has shape {:?}, expected {shape:?}",
+                entry.shape
+            ));
+            return Tensor::zeros(shape, device);
+        }
+        let bytes = &self.maps[entry.file][entry.start..entry.end];
+        let values: Vec<f32> = match entry.dtype {
+            safetensors::Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            safetensors::Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            safetensors::Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                self.problems.borrow_mut().push(format!(
+                    "key {full} has dtype {other:?}; f32, f16 and bf16 are supported"
+                ));
+                return Tensor::zeros(shape, device);
+            }
+        };
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    /// Ends loading: `Err` names every missing, misshapen and unexpected key.
+    pub fn finish(self) -> Result<(), WanError> {
+        let used = self.used.into_inner();
+        let mut problems = self.problems.into_inner();
+        for name in self
+            .entries
+            .keys()
+            .filter(|n| n.starts_with(&self.prefix) && !used.contains(*n))
+        {
+            problems.push(format!("unexpected key {name}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(WanError::Weights(problems.join("; ")))
+        }
+    }
+}
+
+/// The safetensors files behind `path`.
+fn weight_files(path: &Path) -> Result<Vec<PathBuf>, WanError> {
+    if path.is_file() {
+        if path.to_string_lossy().ends_with(".index.json") {
+            let text = std::fs::read_to_string(path).map_err(|e| WanError::io(path, e))?;
+            let index: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| WanError::Weights(format!("{}: {e}", path.display())))?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let shards: BTreeSet<String> = index["weight_map"]
+                .as_object()
+                .ok_or_else(|| WanError::Weights(format!("{} has no weight_map", path.display())))?
+                .values()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            return Ok(shards.into_iter().map(|s| dir.join(s)).collect());
+        }
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| WanError::io(path, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    if let Some(index) = found
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".safetensors.index.json"))
+    {
+        return weight_files(index);
+    }
+    let files: Vec<PathBuf> = found
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    if files.is_empty() {
+        return Err(WanError::Weights(format!(
+            "no .safetensors files in {}",
+            path.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// Renames official / ComfyUI keys to diffusers keys; diffusers keys pass through.
+fn official_to_diffusers(entries: BTreeMap<String, Entry>) -> BTreeMap<String, Entry> {
+    let official = entries.keys().any(|k| {
+        k.contains(".self_attn.") || k.starts_with("head.head") || k.contains("diffusion_model.")
+    });
+    if !official {
+        return entries;
+    }
+    entries
+        .into_iter()
+        .map(|(k, v)| (rename_official(&k), v))
+        .collect()
+}
+
+/// One official key under its diffusers name.
+pub fn rename_official(key: &str) -> String {
+    let key = key.strip_prefix("model.diffusion_model.").unwrap_or(key);
+    const PARTS: [(&str, &str); 22] = [
+        (".self_attn.q.", ".attn1.to_q."),
+        (".self_attn.k.", ".attn1.to_k."),
+        (".self_attn.v.", ".attn1.to_v."),
+        (".self_attn.o.", ".attn1.to_out.0."),
+        (".self_attn.norm_q.", ".attn1.norm_q."),
+        (".self_attn.norm_k.", ".attn1.norm_k."),
+        (".cross_attn.q.", ".attn2.to_q."),
+        (".cross_attn.k.", ".attn2.to_k."),
+        (".cross_attn.v.", ".attn2.to_v."),
+        (".cross_attn.o.", ".attn2.to_out.0."),
+        (".cross_attn.norm_q.", ".attn2.norm_q."),
+        (".cross_attn.norm_k.", ".attn2.norm_k."),
+        (".cross_attn.k_img.", ".attn2.add_k_proj."),
+        (".cross_attn.v_img.", ".attn2.add_v_proj."),
+        (".cross_attn.norm_k_img.", ".attn2.norm_added_k."),
+        (".ffn.0.", ".ffn.net.0.proj."),
+        (".ffn.2.", ".ffn.net.2."),
+        (".norm3.", ".norm2."),
+        (".before_proj.", ".proj_in."),
+        (".after_proj.", ".proj_out."),
+        (
+            "img_emb.proj.0.",
+            "condition_embedder.image_embedder.norm1.",
+        ),
+        (
+            "img_emb.proj.4.",
+            "condition_embedder.image_embedder.norm2.",
+        ),
+    ];
+    const WHOLE: [(&str, &str); 9] = [
+        ("head.head.", "proj_out."),
+        (
+            "time_embedding.0.",
+            "condition_embedder.time_embedder.linear_1.",
+        ),
+        (
+            "time_embedding.2.",
+            "condition_embedder.time_embedder.linear_2.",
+        ),
+        ("time_projection.1.", "condition_embedder.time_proj."),
+        (
+            "text_embedding.0.",
+            "condition_embedder.text_embedder.linear_1.",
+        ),
+        (
+            "text_embedding.2.",
+            "condition_embedder.text_embedder.linear_2.",
+        ),
+        (
+            "img_emb.proj.1.",
+            "condition_embedder.image_embedder.ff.net.0.proj.",
+        ),
+        (
+            "img_emb.proj.3.",
+            "condition_embedder.image_embedder.ff.net.2.",
+        ),
+        (
+            "img_emb.emb_pos",
+            "condition_embedder.image_embedder.pos_embed",
+        ),
+    ];
+    if key == "head.modulation" {
+        return "scale_shift_table".to_owned();
+    }
+    if let Some(block) = key.strip_suffix(".modulation") {
+        return format!("{block}.scale_shift_table");
+    }
+    for (from, to) in WHOLE {
+        if let Some(rest) = key.strip_prefix(from) {
+            return format!("{to}{rest}");
+        }
+    }
+    let mut out = format!(".{key}");
+    for (from, to) in PARTS {
+        if out.contains(from) {
+            out = out.replacen(from, to, 1);
+        }
+    }
+    out[1..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rename_official;
+
+    #[test]
+    fn official_names_become_diffusers_names() {
+        let cases = [
+            ("blocks.3.self_attn.q.weight", "blocks.3.attn1.to_q.weight"),
+            ("blocks.3.cross_attn.o.bias", "blocks.3.attn2.to_out.0.bias"),
+            (
+                "blocks.3.cross_attn.norm_k_img.weight",
+                "blocks.3.attn2.norm_added_k.weight",
+            ),
+            ("blocks.3.ffn.0.weight", "blocks.3.ffn.net.0.proj.weight"),
+            ("blocks.3.norm3.bias", "blocks.3.norm2.bias"),
+            ("blocks.3.modulation", "blocks.3.scale_shift_table"),
+            ("head.modulation", "scale_shift_table"),
+            ("model.diffusion_model.head.head.weight", "proj_out.weight"),
+            (
+                "time_projection.1.weight",
+                "condition_embedder.time_proj.weight",
+            ),
+            (
+                "vace_blocks.0.before_proj.weight",
+                "vace_blocks.0.proj_in.weight",
+            ),
+            (
+                "img_emb.proj.3.bias",
+                "condition_embedder.image_embedder.ff.net.2.bias",
+            ),
+            ("patch_embedding.weight", "patch_embedding.weight"),
+        ];
+        for (official, diffusers) in cases {
+            assert_eq!(rename_official(official), diffusers, "{official}");
+        }
+    }
+}
