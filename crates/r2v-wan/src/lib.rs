@@ -10,6 +10,7 @@
 pub mod config;
 pub mod dit;
 pub mod layers;
+pub mod scheduler;
 pub mod weights;
 
 /// The CPU backend.

@@ -307,3 +307,91 @@ fn write_random_weights(config: &TransformerConfig, path: &Path) {
         .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
+
+mod schedulers {
+    use super::*;
+    use r2v_wan::scheduler::{FlowEuler, Schedule, UniPc, unipc_schedule};
+
+    fn close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= tol, "{what}[{i}]: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn unipc_schedules_match_diffusers() {
+        let io = io("schedulers");
+        for shift in [3, 5, 8, 12] {
+            let (sigmas, timesteps) = unipc_schedule(Schedule::Diffusers, 50, f64::from(shift));
+            close(
+                &sigmas,
+                &io[&format!("unipc_shift{shift}_50_sigmas")].1,
+                1e-6,
+                &format!("sigmas shift {shift}"),
+            );
+            let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
+            close(
+                &t,
+                &io[&format!("unipc_shift{shift}_50_timesteps")].1,
+                0.0,
+                &format!("timesteps shift {shift}"),
+            );
+        }
+        // The official schedule differs from diffusers' (MODEL.md §1.6): both exist on purpose.
+        let (official, official_t) = unipc_schedule(Schedule::Official, 50, 5.0);
+        let (_, diffusers_t) = unipc_schedule(Schedule::Diffusers, 50, 5.0);
+        assert_eq!(official_t[47..], [241, 172, 92]);
+        assert_eq!(diffusers_t[47..], [244, 175, 96]);
+        assert!(
+            (official[0] - 0.999_8).abs() < 1e-3,
+            "official σ_max = shift(0.999)"
+        );
+    }
+
+    #[test]
+    fn unipc_trajectory_matches_diffusers() {
+        let io = io("schedulers");
+        let mut sampler = UniPc::<Cpu>::new(Schedule::Diffusers, 8, 5.0);
+        let mut lat = tensor::<5>(&io, "unipc8_init");
+        for (i, &t) in sampler.timesteps().to_vec().iter().enumerate() {
+            // The fixture's fake velocity: sin(1.3·x + t/1000) − 0.5·x.
+            let v = (lat.clone() * 1.3 + t as f32 / 1000.0).sin() - lat.clone() * 0.5;
+            lat = sampler.step(v, lat);
+            let want = &io[&format!("unipc8_after_step{i}")].1;
+            let got = lat.clone().into_data().to_vec::<f32>().unwrap();
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            close(
+                &got,
+                want,
+                1e-5 * scale.max(1.0),
+                &format!("after step {i}"),
+            );
+        }
+    }
+
+    #[test]
+    fn euler_schedules() {
+        let io = io("schedulers");
+        let diffusers = FlowEuler::diffusers(4, 5.0);
+        close(
+            diffusers.sigmas(),
+            &io["euler4_shift5_sigmas"].1,
+            1e-6,
+            "diffusers euler sigmas",
+        );
+        close(
+            &diffusers.timesteps(),
+            &io["euler4_shift5_timesteps"].1,
+            1e-3,
+            "diffusers euler timesteps",
+        );
+        let flash = FlowEuler::flash(&[1000, 750, 500, 250], 5.0);
+        close(
+            flash.sigmas(),
+            &[1.0, 0.9375, 0.833_333_3, 0.625, 0.0],
+            1e-6,
+            "flash sigmas",
+        );
+    }
+}
