@@ -133,13 +133,8 @@ impl<B: Backend> UniPc<B> {
         }
     }
 
-    fn corrector(
-        &self,
-        model_t: Tensor<B, 5>,
-        last: Tensor<B, 5>,
-        this_sample: Tensor<B, 5>,
-    ) -> Tensor<B, 5> {
-        drop(this_sample);
+    /// UniC: corrects the sample the last predictor made, from the step before it.
+    fn corrector(&self, model_t: Tensor<B, 5>, last: Tensor<B, 5>) -> Tensor<B, 5> {
         let k = self.step_index;
         let order = self.this_order;
         let m0 = self.outputs[1]
