@@ -9,12 +9,22 @@
 
 pub mod config;
 pub mod dit;
+pub mod forward;
 pub mod layers;
 pub mod scheduler;
+pub mod tensor_io;
 pub mod weights;
 
 /// The CPU backend.
 pub type Cpu = burn::backend::Flex;
+
+/// The NVIDIA backend (`--features cuda`).
+#[cfg(feature = "cuda")]
+pub type Gpu = burn::backend::Cuda;
+
+/// A GPU of the NVIDIA backend (`--features cuda`).
+#[cfg(feature = "cuda")]
+pub type GpuDevice = burn::backend::cuda::CudaDevice;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]

@@ -40,6 +40,56 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Print the server's OpenAPI 3.1 document.
     Openapi,
+    /// Work with the Wan model code directly.
+    Wan(WanArgs),
+}
+
+/// `r2v wan`.
+#[derive(Debug, Args)]
+pub struct WanArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: WanCommand,
+}
+
+/// `r2v wan` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WanCommand {
+    /// Run one module on tensors from a safetensors file (as diffusers names them).
+    Forward(WanForwardArgs),
+}
+
+/// Modules `r2v wan forward` runs.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum WanModuleArg {
+    /// WanTransformer3DModel (T2V, I2V, per-token timesteps).
+    Dit,
+    /// WanVACETransformer3DModel.
+    Vace,
+}
+
+/// `r2v wan forward`.
+#[derive(Debug, Args)]
+pub struct WanForwardArgs {
+    /// The module.
+    #[arg(long, value_enum)]
+    pub module: WanModuleArg,
+    /// A diffusers config.json (parameters at the top level, plus `_class_name`).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// A .safetensors file, a diffusers index json, or a directory of shards.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Inputs named after the diffusers forward arguments: hidden_states, timestep,
+    /// encoder_hidden_states, encoder_hidden_states_image, control_hidden_states, control_hidden_states_scale.
+    #[arg(long)]
+    pub inputs: PathBuf,
+    /// Where to write the outputs (`output`).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Run on the GPU (needs a build with `--features cuda`).
+    #[arg(long)]
+    pub cuda: bool,
 }
 
 /// Which endpoint's preset a local run uses.

@@ -16,7 +16,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Serve(_) | Command::Worker(_) => "info",
-        Command::Run(_) | Command::Validate(_) | Command::Keys(_) | Command::Openapi => "warn",
+        Command::Run(_)
+        | Command::Validate(_)
+        | Command::Keys(_)
+        | Command::Openapi
+        | Command::Wan(_) => "warn",
     };
     logging::init_tracing(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => (false, service::serve(args, &runtime)),
         Command::Keys(args) => (false, service::keys(args, &runtime)),
         Command::Worker(args) => (false, service::worker(args, &runtime)),
+        Command::Wan(args) => (false, service::wan(args)),
         Command::Openapi => {
             println!(
                 "{}",

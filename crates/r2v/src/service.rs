@@ -196,6 +196,42 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
     })
 }
 
+/// `r2v wan`.
+pub fn wan(args: crate::cli::WanArgs) -> anyhow::Result<Exit> {
+    use crate::cli::{WanCommand, WanModuleArg};
+    use r2v_wan::forward::{self, Module};
+    match args.command {
+        WanCommand::Forward(a) => {
+            let module = match a.module {
+                WanModuleArg::Dit => Module::Dit,
+                WanModuleArg::Vace => Module::Vace,
+            };
+            if a.cuda {
+                #[cfg(feature = "cuda")]
+                {
+                    let device = r2v_wan::GpuDevice::default();
+                    forward::run::<r2v_wan::Gpu>(
+                        module, &a.config, &a.weights, &a.inputs, &a.output, &device,
+                    )?;
+                    return Ok(Exit::Ok);
+                }
+                #[cfg(not(feature = "cuda"))]
+                bail!("--cuda needs r2v built with `--features cuda`");
+            }
+            forward::run::<r2v_wan::Cpu>(
+                module,
+                &a.config,
+                &a.weights,
+                &a.inputs,
+                &a.output,
+                &Default::default(),
+            )?;
+            println!("wrote {}", a.output.display());
+            Ok(Exit::Ok)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
