@@ -29,6 +29,7 @@ pub struct Conditioning<B: Backend> {
 }
 
 /// A timestep per sample, or per token.
+#[derive(Clone)]
 pub enum TimestepInput<B: Backend> {
     /// `[batch]`.
     PerSample(Tensor<B, 1>),

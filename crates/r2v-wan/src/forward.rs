@@ -19,30 +19,51 @@ pub enum Module {
     Vace,
 }
 
-/// Runs `module` and writes its outputs (`output` for the DiT) to `output`.
+/// Wall-clock times of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timings {
+    /// Loading the weights, in seconds.
+    pub load: f64,
+    /// Each forward pass (output read back, so the device has finished), in seconds.
+    pub forwards: Vec<f64>,
+}
+
+/// Paths of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Files<'a> {
+    /// The diffusers `config.json`.
+    pub config: &'a Path,
+    /// The weights (file, index json or directory).
+    pub weights: &'a Path,
+    /// The inputs.
+    pub inputs: &'a Path,
+    /// Where the outputs go.
+    pub output: &'a Path,
+}
+
+/// Runs `module` `repeat` times and writes its outputs (`output` for the DiT).
 pub fn run<B: Backend>(
     module: Module,
-    config: &Path,
-    weights: &Path,
-    inputs: &Path,
-    output: &Path,
+    files: Files<'_>,
+    repeat: usize,
     device: &B::Device,
-) -> Result<(), WanError> {
-    let inputs = tensor_io::read(inputs)?;
-    let outputs = match module {
-        Module::Dit | Module::Vace => dit::<B>(module, config, weights, &inputs, device)?,
+) -> Result<Timings, WanError> {
+    let inputs = tensor_io::read(files.inputs)?;
+    let (outputs, timings) = match module {
+        Module::Dit | Module::Vace => dit::<B>(module, files, &inputs, repeat.max(1), device)?,
     };
-    tensor_io::write(output, &outputs)
+    tensor_io::write(files.output, &outputs)?;
+    Ok(timings)
 }
 
 fn dit<B: Backend>(
     module: Module,
-    config: &Path,
-    weights: &Path,
+    files: Files<'_>,
     inputs: &TensorMap,
+    repeat: usize,
     device: &B::Device,
-) -> Result<TensorMap, WanError> {
-    let config = TransformerConfig::from_file(config)?;
+) -> Result<(TensorMap, Timings), WanError> {
+    let config = TransformerConfig::from_file(files.config)?;
     if (module == Module::Vace) != config.vace_layers.is_some() {
         return Err(WanError::Config(format!(
             "--module {} does not fit this config ({})",
@@ -58,14 +79,16 @@ fn dit<B: Backend>(
             }
         )));
     }
-    let model = WanTransformer::<B>::load(config, Weights::open(weights)?, device)?;
+    let started = std::time::Instant::now();
+    let model = WanTransformer::<B>::load(config, Weights::open(files.weights)?, device)?;
+    let load = started.elapsed().as_secs_f64();
     let timestep = match inputs.get("timestep").map(|(shape, _)| shape.len()) {
         Some(2) => TimestepInput::PerToken(tensor_io::tensor(inputs, "timestep", device)?),
         _ => TimestepInput::PerSample(tensor_io::tensor(inputs, "timestep", device)?),
     };
     let control = match module {
         Module::Vace => Some((
-            tensor_io::tensor(inputs, "control_hidden_states", device)?,
+            tensor_io::tensor::<B, 5>(inputs, "control_hidden_states", device)?,
             inputs
                 .get("control_hidden_states_scale")
                 .map(|(_, v)| v.clone())
@@ -75,18 +98,29 @@ fn dit<B: Backend>(
         )),
         Module::Dit => None,
     };
-    let cond = Conditioning {
-        timestep,
-        text: tensor_io::tensor(inputs, "encoder_hidden_states", device)?,
-        image: inputs
-            .contains_key("encoder_hidden_states_image")
-            .then(|| tensor_io::tensor(inputs, "encoder_hidden_states_image", device))
-            .transpose()?,
-        control,
-    };
-    let out = model.forward(tensor_io::tensor(inputs, "hidden_states", device)?, cond)?;
-    Ok(TensorMap::from([(
-        "output".to_owned(),
-        tensor_io::values(out),
-    )]))
+    let text = tensor_io::tensor::<B, 3>(inputs, "encoder_hidden_states", device)?;
+    let image = inputs
+        .contains_key("encoder_hidden_states_image")
+        .then(|| tensor_io::tensor::<B, 3>(inputs, "encoder_hidden_states_image", device))
+        .transpose()?;
+    let hidden = tensor_io::tensor::<B, 5>(inputs, "hidden_states", device)?;
+    let mut forwards = Vec::with_capacity(repeat);
+    let mut output = None;
+    for _ in 0..repeat {
+        let cond = Conditioning {
+            timestep: timestep.clone(),
+            text: text.clone(),
+            image: image.clone(),
+            control: control.clone(),
+        };
+        let started = std::time::Instant::now();
+        let values = tensor_io::values(model.forward(hidden.clone(), cond)?);
+        forwards.push(started.elapsed().as_secs_f64());
+        output = Some(values);
+    }
+    let output = output.expect("repeat is at least 1");
+    Ok((
+        TensorMap::from([("output".to_owned(), output)]),
+        Timings { load, forwards },
+    ))
 }

@@ -90,6 +90,9 @@ pub struct WanForwardArgs {
     /// Run on the GPU (needs a build with `--features cuda`).
     #[arg(long)]
     pub cuda: bool,
+    /// Run the forward pass this many times and print the timings.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
 }
 
 /// Which endpoint's preset a local run uses.

@@ -199,34 +199,44 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
 /// `r2v wan`.
 pub fn wan(args: crate::cli::WanArgs) -> anyhow::Result<Exit> {
     use crate::cli::{WanCommand, WanModuleArg};
-    use r2v_wan::forward::{self, Module};
+    use r2v_wan::forward::{self, Files, Module};
     match args.command {
         WanCommand::Forward(a) => {
             let module = match a.module {
                 WanModuleArg::Dit => Module::Dit,
                 WanModuleArg::Vace => Module::Vace,
             };
-            if a.cuda {
+            let files = Files {
+                config: &a.config,
+                weights: &a.weights,
+                inputs: &a.inputs,
+                output: &a.output,
+            };
+            let timings = if a.cuda {
                 #[cfg(feature = "cuda")]
                 {
-                    let device = r2v_wan::GpuDevice::default();
                     forward::run::<r2v_wan::Gpu>(
-                        module, &a.config, &a.weights, &a.inputs, &a.output, &device,
-                    )?;
-                    return Ok(Exit::Ok);
+                        module,
+                        files,
+                        a.repeat,
+                        &r2v_wan::GpuDevice::default(),
+                    )?
                 }
                 #[cfg(not(feature = "cuda"))]
                 bail!("--cuda needs r2v built with `--features cuda`");
-            }
-            forward::run::<r2v_wan::Cpu>(
-                module,
-                &a.config,
-                &a.weights,
-                &a.inputs,
-                &a.output,
-                &Default::default(),
-            )?;
+            } else {
+                forward::run::<r2v_wan::Cpu>(module, files, a.repeat, &Default::default())?
+            };
+            let mut sorted = timings.forwards.clone();
+            sorted.sort_by(f64::total_cmp);
             println!("wrote {}", a.output.display());
+            println!(
+                "load {:.3} s; forward {:.4} s median of {} (first {:.4} s)",
+                timings.load,
+                sorted[sorted.len() / 2],
+                sorted.len(),
+                timings.forwards[0]
+            );
             Ok(Exit::Ok)
         }
     }
