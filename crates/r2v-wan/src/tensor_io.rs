@@ -17,30 +17,13 @@ pub fn read(path: &Path) -> Result<TensorMap, WanError> {
     let mut out = TensorMap::new();
     for (name, view) in file.tensors() {
         let data = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            safetensors::Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            safetensors::Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            safetensors::Dtype::I64 => data
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            other => {
-                return Err(WanError::Shape(format!(
-                    "{}: {name} has dtype {other:?}",
-                    path.display()
-                )));
-            }
-        };
+        let values = crate::weights::to_f32(view.dtype(), view.data()).ok_or_else(|| {
+            WanError::Shape(format!(
+                "{}: {name} has dtype {:?}",
+                path.display(),
+                view.dtype()
+            ))
+        })?;
         out.insert(name, (view.shape().to_vec(), values));
     }
     Ok(out)

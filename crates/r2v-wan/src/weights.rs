@@ -121,25 +121,12 @@ impl Weights {
             return Tensor::zeros(shape, device);
         }
         let bytes = &self.maps[entry.file][entry.start..entry.end];
-        let values: Vec<f32> = match entry.dtype {
-            safetensors::Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            safetensors::Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            safetensors::Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                self.problems.borrow_mut().push(format!(
-                    "key {full} has dtype {other:?}; f32, f16 and bf16 are supported"
-                ));
-                return Tensor::zeros(shape, device);
-            }
+        let Some(values) = to_f32(entry.dtype, bytes) else {
+            self.problems.borrow_mut().push(format!(
+                "key {full} has dtype {:?}; f32, f16 and bf16 are supported",
+                entry.dtype
+            ));
+            return Tensor::zeros(shape, device);
         };
         Tensor::from_data(TensorData::new(values, shape), device)
     }
@@ -161,6 +148,29 @@ impl Weights {
             Err(WanError::Weights(problems.join("; ")))
         }
     }
+}
+
+/// Little-endian f32, f16, bf16 or i64 values as f32; `None` for other dtypes.
+pub fn to_f32(dtype: safetensors::Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        safetensors::Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        safetensors::Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        safetensors::Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        safetensors::Dtype::I64 => bytes
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        _ => return None,
+    })
 }
 
 /// The safetensors files behind `path`.
