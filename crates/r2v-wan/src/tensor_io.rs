@@ -16,7 +16,6 @@ pub fn read(path: &Path) -> Result<TensorMap, WanError> {
         .map_err(|e| WanError::Shape(format!("{}: {e}", path.display())))?;
     let mut out = TensorMap::new();
     for (name, view) in file.tensors() {
-        let data = view.data();
         let values = crate::weights::to_f32(view.dtype(), view.data()).ok_or_else(|| {
             WanError::Shape(format!(
                 "{}: {name} has dtype {:?}",
