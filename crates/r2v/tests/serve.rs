@@ -503,22 +503,20 @@ fn bad_input_over_http_gets_clear_json_errors() {
             .unwrap()
             .contains("application/json")
     );
-    let r = post(
-        &format!("/{FLASH}"),
-        "application/json",
-        vec![b' '; 2 * 1024 * 1024],
-    );
-    assert_eq!(r.status(), 413);
-    assert_eq!(
-        r.json::<Value>().unwrap()["error_type"],
-        "request_too_large"
-    );
-    let (code, text) = raw_request(
-        &server.base,
-        format!("POST /{FLASH} HTTP/1.1\r\nhost: x\r\nauthorization: Key {key}\r\ncontent-type: application/json\r\ncontent-length: 2147483648\r\n\r\n{{").as_bytes(),
-    );
-    assert_eq!(code, 413, "{text}");
-    assert!(text.contains("request_too_large"), "{text}");
+    // Bodies over the limit are refused from their declared length, before they are read:
+    // 2 MiB against this server's 1 MiB, then 2 GB. (The client sends only the headers, so the
+    // refusal is not raced by a client still writing into a connection the server closed.)
+    for length in [2 * 1024 * 1024u64, 2 * 1024 * 1024 * 1024] {
+        let (code, text) = raw_request(
+            &server.base,
+            format!("POST /{FLASH} HTTP/1.1\r\nhost: x\r\nauthorization: Key {key}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(code, 413, "{length}: {text}");
+        assert!(
+            text.contains("\"error_type\":\"request_too_large\""),
+            "{text}"
+        );
+    }
     let r = post(
         "/wan/v2.6/text-to-video",
         "application/json",

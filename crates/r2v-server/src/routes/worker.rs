@@ -122,17 +122,22 @@ pub async fn complete(
     Json(body): Json<CompleteBody>,
 ) -> Result<Response, ApiError> {
     check_token(&state, &headers)?;
-    if state
+    let held = state
         .complete_job(&id, &body.worker_id, body.outcome, body.inference_time)
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT.into_response())
+        .await?;
+    Ok(lease_reply(held))
+}
+
+/// 204 when the worker still held the request, else 409.
+fn lease_reply(held: bool) -> Response {
+    if held {
+        StatusCode::NO_CONTENT.into_response()
     } else {
-        Ok((
+        (
             StatusCode::CONFLICT,
             Json(json!({ "detail": "The lease was lost" })),
         )
-            .into_response())
+            .into_response()
     }
 }
 
@@ -143,7 +148,7 @@ pub struct ReleaseBody {
     reason: String,
 }
 
-/// `POST /worker/v1/requests/{id}/release`.
+/// `POST /worker/v1/requests/{id}/release`: 204, or 409 when the lease was lost.
 pub async fn release(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -151,16 +156,8 @@ pub async fn release(
     Json(body): Json<ReleaseBody>,
 ) -> Result<Response, ApiError> {
     check_token(&state, &headers)?;
-    if state
+    let held = state
         .release_job(&id, &body.worker_id, &body.reason)
-        .await?
-    {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Ok((
-            StatusCode::CONFLICT,
-            Json(json!({ "detail": "The lease was lost" })),
-        )
-            .into_response())
-    }
+        .await?;
+    Ok(lease_reply(held))
 }
