@@ -9,4 +9,4 @@ scripts/ensure-deps.sh --clients
 tests/conformance/py/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/py/requirements.txt
 # Property tests (no-panic checks) run this many cases each: bounded, but more than the default.
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
