@@ -20,6 +20,8 @@ fn start_timeout() -> Outcome {
 /// Runs until `shutdown` flips.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let mut ticks: u64 = 0;
+    // The retention pass runs every minute, or more often when retention is shorter.
+    let retention_every = (state.config.retention_seconds / 2).clamp(1, 60) as u64;
     loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -56,7 +58,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
             Err(e) => tracing::warn!(error = %e, "reaper pass failed"),
         }
         ticks += 1;
-        if ticks.is_multiple_of(60) {
+        if ticks.is_multiple_of(retention_every) {
             match state.store.delete_expired(now_ms()).await {
                 Ok(paths) => {
                     for path in paths {

@@ -773,3 +773,55 @@ fn a_request_whose_worker_keeps_dying_fails_after_max_attempts() {
     assert_eq!(result.status(), 500);
     assert_eq!(result.headers()["x-fal-error-type"], "internal_error");
 }
+
+#[test]
+fn the_reaper_deletes_requests_and_files_past_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = http();
+    let server = Server::start(
+        dir.path(),
+        &["--x264-preset", "ultrafast", "--retention-seconds", "10"],
+    );
+    let key = server.key.clone().unwrap();
+    let id = submit(&client, &server, &key, &small("Short-lived."), None);
+    wait_all_completed(
+        &client,
+        &server,
+        &key,
+        std::slice::from_ref(&id),
+        Duration::from_secs(120),
+    );
+    let output: Value = client
+        .get(format!("{}/wan/v2.6/requests/{id}", server.base))
+        .header("authorization", auth(&key))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let file_url = output["video"]["url"].as_str().unwrap().to_owned();
+    let stored = dir
+        .path()
+        .join("files/outputs")
+        .join(&id)
+        .join("output.mp4");
+    assert!(
+        stored.exists(),
+        "the output is stored at {}",
+        stored.display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the reaper never deleted the output"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(client.get(&file_url).send().unwrap().status(), 404);
+    let status = client
+        .get(format!("{}/wan/v2.6/requests/{id}/status", server.base))
+        .header("authorization", auth(&key))
+        .send()
+        .unwrap();
+    assert_eq!(status.status(), 404, "the request row is gone too");
+}
