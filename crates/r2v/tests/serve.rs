@@ -146,8 +146,21 @@ fn official_clients_pass_against_r2v_serve() {
     );
 }
 
-/// Checks that every id got exactly one OK delivery, and that each signature verifies.
-fn assert_one_ok_webhook_each(receiver: &Receiver, ids: &[String], jwks: &Value) {
+/// Waits for the deliveries, then checks that every id got exactly one OK delivery whose
+/// signature verifies against the server's JWKS.
+fn assert_one_ok_webhook_each(
+    client: &Client,
+    server: &Server,
+    receiver: &Receiver,
+    ids: &[String],
+) {
+    wait_for_webhooks(receiver, ids.len());
+    let jwks: Value = client
+        .get(format!("{}/.well-known/jwks.json", server.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     use base64::Engine;
     use ed25519_dalek::{Signature, Verifier, VerifyingKey};
     use sha2::{Digest, Sha256};
@@ -243,14 +256,7 @@ fn twenty_requests_survive_kill_9_of_the_server() {
         let output: Value = result.json().unwrap();
         assert_eq!(output["video"]["num_frames"], 150);
     }
-    wait_for_webhooks(&receiver, ids.len());
-    let jwks: Value = client
-        .get(format!("{}/.well-known/jwks.json", server.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_one_ok_webhook_each(&receiver, &ids, &jwks);
+    assert_one_ok_webhook_each(&client, &server, &receiver, &ids);
 }
 
 #[test]
@@ -348,14 +354,7 @@ fn requests_survive_kill_9_of_a_remote_worker() {
         !attempts.is_empty(),
         "the killed worker's request was retried"
     );
-    wait_for_webhooks(&receiver, ids.len());
-    let jwks: Value = client
-        .get(format!("{}/.well-known/jwks.json", server.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_one_ok_webhook_each(&receiver, &ids, &jwks);
+    assert_one_ok_webhook_each(&client, &server, &receiver, &ids);
 }
 
 #[test]
