@@ -85,16 +85,21 @@ impl TransformerConfig {
 
     /// Reads a diffusers `config.json` (or a fixture config with a `config` object).
     pub fn from_file(path: &Path) -> Result<Self, WanError> {
-        let text = std::fs::read_to_string(path).map_err(|e| WanError::io(path, e))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| WanError::Config(format!("{}: {e}", path.display())))?;
-        let params = value.get("config").cloned().unwrap_or(value);
-        serde_json::from_value(params)
-            .map_err(|e| WanError::Config(format!("{}: {e}", path.display())))
+        read_params(path)
     }
 
     /// The model's width (`heads × head_dim`).
     pub fn dim(&self) -> usize {
         self.num_attention_heads * self.attention_head_dim
     }
+}
+
+/// Reads a config file's parameters: a diffusers `config.json` (parameters at the top
+/// level) or a fixture config (parameters under `config`).
+pub fn read_params<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, WanError> {
+    let text = std::fs::read_to_string(path).map_err(|e| WanError::io(path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| WanError::Config(format!("{}: {e}", path.display())))?;
+    let params = value.get("config").cloned().unwrap_or(value);
+    serde_json::from_value(params).map_err(|e| WanError::Config(format!("{}: {e}", path.display())))
 }

@@ -7,10 +7,10 @@
 //!
 //! Start at [`WanTransformer::forward`].
 
-use crate::WanError;
 use crate::config::TransformerConfig;
 use crate::layers::{LayerNorm, Linear, RmsNorm};
 use crate::weights::Weights;
+use crate::{Precision, WanError};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, gelu_approximate, silu};
 use burn::tensor::module::{attention, conv3d};
@@ -255,8 +255,14 @@ pub struct Rope<B: Backend> {
 }
 
 impl<B: Backend> Rope<B> {
-    /// Tables for a `frames × height × width` token grid (f64 math, as diffusers).
-    pub fn new(head_dim: usize, grid: [usize; 3], device: &B::Device) -> Self {
+    /// Tables for a `frames × height × width` token grid (f64 math, as diffusers), held in
+    /// `precision`.
+    pub fn new(
+        head_dim: usize,
+        grid: [usize; 3],
+        device: &B::Device,
+        precision: Precision,
+    ) -> Self {
         let h_dim = 2 * (head_dim / 6);
         let t_dim = head_dim - 2 * h_dim;
         let axis = |dim: usize, pos: usize| -> Vec<f64> {
@@ -283,8 +289,8 @@ impl<B: Backend> Rope<B> {
         }
         let shape = [1, f * h * w, 1, head_dim / 2];
         Self {
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            cos: precision.apply(Tensor::from_data(TensorData::new(cos, shape), device)),
+            sin: precision.apply(Tensor::from_data(TensorData::new(sin, shape), device)),
         }
     }
 
@@ -473,7 +479,7 @@ impl<B: Backend> WanTransformer<B> {
         y.reshape([b, d, f * h * w]).swap_dims(1, 2)
     }
 
-    /// The velocity for latent `x` `[batch, in_channels, frames, height, width]`.
+    /// The velocity (f32) for latent `x` `[batch, in_channels, frames, height, width]`.
     pub fn forward(
         &self,
         x: Tensor<B, 5>,
@@ -491,6 +497,15 @@ impl<B: Backend> WanTransformer<B> {
         let tokens = grid.iter().product::<usize>();
         let device = x.device();
         let dim = c.dim();
+        // Inputs may come in f32; everything inside runs in the weights' precision.
+        let precision = Precision::of(&self.patch_bias);
+        let x = precision.apply(x);
+        let cond = Conditioning {
+            timestep: cond.timestep,
+            text: precision.apply(cond.text),
+            image: cond.image.map(|t| precision.apply(t)),
+            control: cond.control.map(|(t, s)| (precision.apply(t), s)),
+        };
 
         let hidden = Self::patchify(&self.patch_weight, &self.patch_bias, x, c.patch_size);
         // Time: [b, lm, dim] with lm = 1 (one timestep per sample) or the token count.
@@ -510,10 +525,10 @@ impl<B: Backend> WanTransformer<B> {
                 times.len()
             )));
         }
-        let features = Tensor::<B, 3>::from_data(
+        let features = precision.apply(Tensor::<B, 3>::from_data(
             TensorData::new(timestep_features(&times, c.freq_dim), [b, lm, c.freq_dim]),
             &device,
-        );
+        ));
         let temb = self.time_2.forward(silu(self.time_1.forward(features)));
         let timestep_proj = self
             .time_proj
@@ -536,7 +551,7 @@ impl<B: Backend> WanTransformer<B> {
             timestep_proj,
             text,
             image,
-            rope: Rope::new(c.attention_head_dim, grid, &device),
+            rope: Rope::new(c.attention_head_dim, grid, &device, precision),
         };
 
         let mut hints = match (&self.vace, cond.control) {
@@ -596,6 +611,6 @@ impl<B: Backend> WanTransformer<B> {
             .reshape([b, gf, gh, gw, pt, ph, pw, c.out_channels])
             .permute([0, 7, 1, 4, 2, 5, 3, 6])
             .reshape([b, c.out_channels, gf * pt, gh * ph, gw * pw]);
-        Ok(out)
+        Ok(Precision::F32.apply(out))
     }
 }

@@ -2,11 +2,13 @@
 //! file named after the diffusers forward arguments → an outputs file. This is how the
 //! fixtures are reproduced from their files, and how a user checks a real checkpoint.
 
-use crate::WanError;
 use crate::config::TransformerConfig;
 use crate::dit::{Conditioning, TimestepInput, WanTransformer};
 use crate::tensor_io::{self, TensorMap};
+use crate::umt5::{Umt5Config, Umt5Encoder};
+use crate::vae::{VaeConfig, WanVae};
 use crate::weights::Weights;
+use crate::{Precision, WanError};
 use burn::prelude::*;
 use std::path::Path;
 
@@ -17,6 +19,12 @@ pub enum Module {
     Dit,
     /// `WanVACETransformer3DModel`.
     Vace,
+    /// `AutoencoderKLWan._encode`: `video` → `moments`, `mu`.
+    VaeEncode,
+    /// `AutoencoderKLWan.decode`: `z` → `decoded`.
+    VaeDecode,
+    /// `UMT5EncoderModel`: `input_ids`, `attention_mask` → `last_hidden_state`.
+    Umt5,
 }
 
 /// Wall-clock times of a run.
@@ -28,7 +36,7 @@ pub struct Timings {
     pub forwards: Vec<f64>,
 }
 
-/// Paths of one run.
+/// What one run reads and writes, and its precision.
 #[derive(Debug, Clone, Copy)]
 pub struct Files<'a> {
     /// The diffusers `config.json`.
@@ -39,6 +47,8 @@ pub struct Files<'a> {
     pub inputs: &'a Path,
     /// Where the outputs go.
     pub output: &'a Path,
+    /// The precision of weights and activations.
+    pub precision: Precision,
 }
 
 /// Runs `module` `repeat` times and writes its outputs (`output` for the DiT).
@@ -51,6 +61,10 @@ pub fn run<B: Backend>(
     let inputs = tensor_io::read(files.inputs)?;
     let (outputs, timings) = match module {
         Module::Dit | Module::Vace => dit::<B>(module, files, &inputs, repeat.max(1), device)?,
+        Module::VaeEncode | Module::VaeDecode => {
+            vae::<B>(module, files, &inputs, repeat.max(1), device)?
+        }
+        Module::Umt5 => umt5::<B>(files, &inputs, repeat.max(1), device)?,
     };
     tensor_io::write(files.output, &outputs)?;
     Ok(timings)
@@ -80,7 +94,11 @@ fn dit<B: Backend>(
         )));
     }
     let started = std::time::Instant::now();
-    let model = WanTransformer::<B>::load(config, Weights::open(files.weights)?, device)?;
+    let model = WanTransformer::<B>::load(
+        config,
+        Weights::open(files.weights)?.with_precision(files.precision),
+        device,
+    )?;
     let load = started.elapsed().as_secs_f64();
     let timestep = match inputs.get("timestep").map(|(shape, _)| shape.len()) {
         Some(2) => TimestepInput::PerToken(tensor_io::tensor(inputs, "timestep", device)?),
@@ -96,7 +114,7 @@ fn dit<B: Backend>(
                     vec![1.0; model.config().vace_layers.as_ref().map_or(0, Vec::len)]
                 }),
         )),
-        Module::Dit => None,
+        _ => None,
     };
     let text = tensor_io::tensor::<B, 3>(inputs, "encoder_hidden_states", device)?;
     let image = inputs
@@ -104,23 +122,98 @@ fn dit<B: Backend>(
         .then(|| tensor_io::tensor::<B, 3>(inputs, "encoder_hidden_states_image", device))
         .transpose()?;
     let hidden = tensor_io::tensor::<B, 5>(inputs, "hidden_states", device)?;
-    let mut forwards = Vec::with_capacity(repeat);
-    let mut output = None;
-    for _ in 0..repeat {
+    let (outputs, forwards) = timed(repeat, || {
         let cond = Conditioning {
             timestep: timestep.clone(),
             text: text.clone(),
             image: image.clone(),
             control: control.clone(),
         };
+        let output = tensor_io::values(model.forward(hidden.clone(), cond)?);
+        Ok(TensorMap::from([("output".to_owned(), output)]))
+    })?;
+    Ok((outputs, Timings { load, forwards }))
+}
+
+/// Runs `forward` `repeat` times, timing each, and keeps the last result.
+fn timed<T>(
+    repeat: usize,
+    mut forward: impl FnMut() -> Result<T, WanError>,
+) -> Result<(T, Vec<f64>), WanError> {
+    let mut times = Vec::with_capacity(repeat);
+    let mut last = None;
+    for _ in 0..repeat {
         let started = std::time::Instant::now();
-        let values = tensor_io::values(model.forward(hidden.clone(), cond)?);
-        forwards.push(started.elapsed().as_secs_f64());
-        output = Some(values);
+        last = Some(forward()?);
+        times.push(started.elapsed().as_secs_f64());
     }
-    let output = output.expect("repeat is at least 1");
-    Ok((
-        TensorMap::from([("output".to_owned(), output)]),
-        Timings { load, forwards },
-    ))
+    Ok((last.expect("repeat is at least 1"), times))
+}
+
+fn vae<B: Backend>(
+    module: Module,
+    files: Files<'_>,
+    inputs: &TensorMap,
+    repeat: usize,
+    device: &B::Device,
+) -> Result<(TensorMap, Timings), WanError> {
+    let started = std::time::Instant::now();
+    let model = WanVae::<B>::load(
+        VaeConfig::from_file(files.config)?,
+        Weights::open(files.weights)?.with_precision(files.precision),
+        device,
+    )?;
+    let load = started.elapsed().as_secs_f64();
+    let z_dim = model.config().z_dim;
+    let (outputs, forwards) = if module == Module::VaeEncode {
+        let video = tensor_io::tensor::<B, 5>(inputs, "video", device)?;
+        timed(repeat, || {
+            let moments = model.encode_moments(video.clone())?;
+            let mu = tensor_io::values(moments.clone().narrow(1, 0, z_dim));
+            Ok(TensorMap::from([
+                ("moments".to_owned(), tensor_io::values(moments)),
+                ("mu".to_owned(), mu),
+            ]))
+        })?
+    } else {
+        let z = tensor_io::tensor::<B, 5>(inputs, "z", device)?;
+        timed(repeat, || {
+            let decoded = tensor_io::values(model.decode(z.clone())?);
+            Ok(TensorMap::from([("decoded".to_owned(), decoded)]))
+        })?
+    };
+    Ok((outputs, Timings { load, forwards }))
+}
+
+fn umt5<B: Backend>(
+    files: Files<'_>,
+    inputs: &TensorMap,
+    repeat: usize,
+    device: &B::Device,
+) -> Result<(TensorMap, Timings), WanError> {
+    let started = std::time::Instant::now();
+    let model = Umt5Encoder::<B>::load(
+        Umt5Config::from_file(files.config)?,
+        Weights::open(files.weights)?.with_precision(files.precision),
+        device,
+    )?;
+    let load = started.elapsed().as_secs_f64();
+    let (shape, ids) = inputs
+        .get("input_ids")
+        .ok_or_else(|| WanError::Shape("the inputs have no `input_ids`".to_owned()))?;
+    if shape.len() != 2 || shape[0] != 1 {
+        return Err(WanError::Shape(format!(
+            "`input_ids` must be [1, L]; got {shape:?}"
+        )));
+    }
+    let ids: Vec<u32> = ids.iter().map(|&v| v as u32).collect();
+    let mask: Vec<bool> = match inputs.get("attention_mask") {
+        Some((_, values)) => values.iter().map(|&v| v > 0.5).collect(),
+        None => vec![true; ids.len()],
+    };
+    let (outputs, forwards) = timed(repeat, || {
+        let hidden = tensor_io::values(model.forward(&ids, &mask)?);
+        Ok(TensorMap::from([("last_hidden_state".to_owned(), hidden)]))
+    })?;
+    Ok((outputs, Timings { load, forwards }))
 }

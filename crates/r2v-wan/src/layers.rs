@@ -1,6 +1,8 @@
 //! The small layers the Wan models are built from, loaded from diffusers-named weights:
-//! [`Linear`], [`LayerNorm`] (optionally affine, computed in f32), [`RmsNorm`].
+//! [`Linear`], [`LayerNorm`] (optionally affine) and [`RmsNorm`]; the norms compute in f32
+//! whatever the activations' precision.
 
+use crate::Precision;
 use crate::weights::Weights;
 use burn::prelude::*;
 
@@ -64,10 +66,12 @@ impl<B: Backend> LayerNorm<B> {
         }
     }
 
-    /// Normalises `[batch, tokens, dim]`.
+    /// Normalises `[batch, tokens, dim]` (in f32 whatever the input's precision).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let precision = Precision::of(&x);
+        let x = Precision::F32.apply(x);
         let (var, mean) = x.clone().var_mean_bias(2);
-        let y = (x - mean) / (var + self.eps).sqrt();
+        let y = precision.apply((x - mean) / (var + self.eps).sqrt());
         match &self.affine {
             Some((w, b)) => y * w.clone() + b.clone(),
             None => y,
@@ -93,9 +97,11 @@ impl<B: Backend> RmsNorm<B> {
         }
     }
 
-    /// Normalises `[batch, tokens, dim]`.
+    /// Normalises `[batch, tokens, dim]` (in f32 whatever the input's precision).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let precision = Precision::of(&x);
+        let x = Precision::F32.apply(x);
         let mean_square = x.clone().square().mean_dim(2);
-        x / (mean_square + self.eps).sqrt() * self.weight.clone()
+        precision.apply(x / (mean_square + self.eps).sqrt()) * self.weight.clone()
     }
 }

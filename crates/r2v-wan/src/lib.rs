@@ -13,6 +13,9 @@ pub mod forward;
 pub mod layers;
 pub mod scheduler;
 pub mod tensor_io;
+pub mod text;
+pub mod umt5;
+pub mod vae;
 pub mod weights;
 
 /// The CPU backend.
@@ -25,6 +28,48 @@ pub type Gpu = burn::backend::Cuda;
 /// A GPU of the NVIDIA backend (`--features cuda`).
 #[cfg(feature = "cuda")]
 pub type GpuDevice = burn::backend::cuda::CudaDevice;
+
+/// The precision weights are held and computed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// 32-bit floats: what the fixtures are checked in.
+    #[default]
+    F32,
+    /// bfloat16 weights and activations (half the memory); norms are computed in f32,
+    /// and the CPU backend accumulates matmuls and softmax in f32.
+    Bf16,
+}
+
+impl Precision {
+    /// The burn dtype.
+    pub fn dtype(self) -> burn::tensor::FloatDType {
+        match self {
+            Self::F32 => burn::tensor::FloatDType::F32,
+            Self::Bf16 => burn::tensor::FloatDType::BF16,
+        }
+    }
+
+    /// `t` in this precision (a no-op when it already is).
+    pub fn apply<B: burn::prelude::Backend, const D: usize>(
+        self,
+        t: burn::prelude::Tensor<B, D>,
+    ) -> burn::prelude::Tensor<B, D> {
+        if t.dtype() == self.dtype().into() {
+            t
+        } else {
+            t.cast(self.dtype())
+        }
+    }
+
+    /// The precision a tensor is held in.
+    pub fn of<B: burn::prelude::Backend, const D: usize>(t: &burn::prelude::Tensor<B, D>) -> Self {
+        if t.dtype() == burn::tensor::DType::BF16 {
+            Self::Bf16
+        } else {
+            Self::F32
+        }
+    }
+}
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]

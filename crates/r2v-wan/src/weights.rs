@@ -23,7 +23,7 @@
 //! "unexpected". [`Weights::finish`] reports all missing, misshapen and unexpected keys
 //! by name in one error.
 
-use crate::WanError;
+use crate::{Precision, WanError};
 use burn::prelude::*;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +46,8 @@ pub struct Weights {
     problems: RefCell<Vec<String>>,
     /// Only names under this prefix belong to the model being loaded (e.g. `transformer.`).
     prefix: String,
+    /// The precision tensors are handed out in.
+    precision: Precision,
 }
 
 impl Weights {
@@ -83,6 +85,7 @@ impl Weights {
             used: RefCell::default(),
             problems: RefCell::default(),
             prefix: String::new(),
+            precision: Precision::F32,
         })
     }
 
@@ -90,6 +93,17 @@ impl Weights {
     pub fn with_prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_owned();
         self
+    }
+
+    /// Hands tensors out in `precision`.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    /// The precision tensors are handed out in.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Whether a tensor exists.
@@ -128,13 +142,62 @@ impl Weights {
             ));
             return Tensor::zeros(shape, device);
         };
-        Tensor::from_data(TensorData::new(values, shape), device)
+        self.precision
+            .apply(Tensor::from_data(TensorData::new(values, shape), device))
     }
 
-    /// Ends loading: `Err` names every missing, misshapen and unexpected key.
-    pub fn finish(self) -> Result<(), WanError> {
-        let used = self.used.into_inner();
-        let mut problems = self.problems.into_inner();
+    /// Records `name` as used with exactly `shape`, without reading it (a table that is
+    /// read later by [`Weights::rows`], or a tied duplicate).
+    pub fn expect_shape(&self, name: &str, shape: &[usize]) {
+        let full = format!("{}{name}", self.prefix);
+        match self.entries.get(&full) {
+            None => self
+                .problems
+                .borrow_mut()
+                .push(format!("missing key {full} (expected shape {shape:?})")),
+            Some(entry) if entry.shape != shape => self.problems.borrow_mut().push(format!(
+                "key {full} has shape {:?}, expected {shape:?}",
+                entry.shape
+            )),
+            Some(_) => {
+                self.used.borrow_mut().insert(full);
+            }
+        }
+    }
+
+    /// Rows of a 2-D tensor as f32, concatenated in the order asked: an embedding lookup
+    /// that reads only those rows from the mapped file.
+    pub fn rows(&self, name: &str, rows: &[usize]) -> Result<Vec<f32>, WanError> {
+        let full = format!("{}{name}", self.prefix);
+        let entry = self
+            .entries
+            .get(&full)
+            .ok_or_else(|| WanError::Weights(format!("missing key {full}")))?;
+        let [count, width] = entry.shape[..] else {
+            return Err(WanError::Weights(format!("key {full} is not 2-D")));
+        };
+        let size = entry.dtype.bitsize() / 8;
+        let mut out = Vec::with_capacity(rows.len() * width);
+        for &row in rows {
+            if row >= count {
+                return Err(WanError::Shape(format!(
+                    "row {row} of {full} (has {count})"
+                )));
+            }
+            let start = entry.start + row * width * size;
+            let bytes = &self.maps[entry.file][start..start + width * size];
+            let values = to_f32(entry.dtype, bytes).ok_or_else(|| {
+                WanError::Weights(format!("key {full} has dtype {:?}", entry.dtype))
+            })?;
+            out.extend(values);
+        }
+        Ok(out)
+    }
+
+    /// `Err` naming every missing, misshapen and unexpected key so far.
+    pub fn check(&self) -> Result<(), WanError> {
+        let used = self.used.borrow();
+        let mut problems = self.problems.borrow().clone();
         for name in self
             .entries
             .keys()
@@ -147,6 +210,11 @@ impl Weights {
         } else {
             Err(WanError::Weights(problems.join("; ")))
         }
+    }
+
+    /// Ends loading: `Err` names every missing, misshapen and unexpected key.
+    pub fn finish(self) -> Result<(), WanError> {
+        self.check()
     }
 }
 

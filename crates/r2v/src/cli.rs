@@ -66,6 +66,21 @@ pub enum WanModuleArg {
     Dit,
     /// WanVACETransformer3DModel.
     Vace,
+    /// AutoencoderKLWan encode: video → moments, mu.
+    VaeEncode,
+    /// AutoencoderKLWan decode: z → decoded.
+    VaeDecode,
+    /// UMT5EncoderModel: input_ids, attention_mask → last_hidden_state.
+    Umt5,
+}
+
+/// Precision of the weights and activations.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DtypeArg {
+    /// 32-bit floats.
+    F32,
+    /// bfloat16 storage; norms, softmax and accumulation stay in f32.
+    Bf16,
 }
 
 /// `r2v wan forward`.
@@ -80,13 +95,19 @@ pub struct WanForwardArgs {
     /// A .safetensors file, a diffusers index json, or a directory of shards.
     #[arg(long)]
     pub weights: PathBuf,
-    /// Inputs named after the diffusers forward arguments: hidden_states, timestep,
-    /// encoder_hidden_states, encoder_hidden_states_image, control_hidden_states, control_hidden_states_scale.
+    /// Inputs named after the diffusers forward arguments. dit/vace: hidden_states,
+    /// timestep, encoder_hidden_states, encoder_hidden_states_image, control_hidden_states,
+    /// control_hidden_states_scale. vae-encode: video. vae-decode: z. umt5: input_ids,
+    /// attention_mask.
     #[arg(long)]
     pub inputs: PathBuf,
-    /// Where to write the outputs (`output`).
+    /// Where to write the outputs: `output` (dit/vace), `mu` and `moments` (vae-encode),
+    /// `decoded` (vae-decode), `last_hidden_state` (umt5).
     #[arg(long)]
     pub output: PathBuf,
+    /// Precision of the weights and activations.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
     /// Run on the GPU (needs a build with `--features cuda`).
     #[arg(long)]
     pub cuda: bool,

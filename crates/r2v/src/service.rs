@@ -198,19 +198,28 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
 
 /// `r2v wan`.
 pub fn wan(args: crate::cli::WanArgs) -> anyhow::Result<Exit> {
-    use crate::cli::{WanCommand, WanModuleArg};
+    use crate::cli::{DtypeArg, WanCommand, WanModuleArg};
+    use r2v_wan::Precision;
     use r2v_wan::forward::{self, Files, Module};
     match args.command {
         WanCommand::Forward(a) => {
             let module = match a.module {
                 WanModuleArg::Dit => Module::Dit,
                 WanModuleArg::Vace => Module::Vace,
+                WanModuleArg::VaeEncode => Module::VaeEncode,
+                WanModuleArg::VaeDecode => Module::VaeDecode,
+                WanModuleArg::Umt5 => Module::Umt5,
+            };
+            let precision = match a.dtype {
+                DtypeArg::F32 => Precision::F32,
+                DtypeArg::Bf16 => Precision::Bf16,
             };
             let files = Files {
                 config: &a.config,
                 weights: &a.weights,
                 inputs: &a.inputs,
                 output: &a.output,
+                precision,
             };
             let timings = if a.cuda {
                 #[cfg(feature = "cuda")]

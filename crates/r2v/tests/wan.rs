@@ -1,9 +1,10 @@
-//! `r2v wan forward` reproduces every DiT fixture from its files (config, weights, the
-//! inputs file as diffusers names them), within MODEL.md §4's tolerance.
+//! `r2v wan forward` reproduces every fixture (DiT, VACE, both VAEs, umT5) from its files
+//! (config, weights, the inputs file as diffusers names them), within MODEL.md §4's
+//! tolerances, and runs in bf16.
 
 mod util;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
     util::repo_root()
@@ -23,49 +24,198 @@ fn read(path: &std::path::Path, name: &str) -> Vec<f32> {
         .collect()
 }
 
+/// Runs `r2v wan forward` and returns its output file.
+fn forward(
+    dir: &Path,
+    module: &str,
+    config: &str,
+    weights: &str,
+    inputs: &Path,
+    extra: &[&str],
+) -> PathBuf {
+    let out = dir.join(format!("{config}.{module}.out.safetensors"));
+    let config = fixture(&format!("{config}.config.json"));
+    let weights = fixture(&format!("{weights}.weights.safetensors"));
+    let mut args = vec![
+        "wan",
+        "forward",
+        "--module",
+        module,
+        "--config",
+        config.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let run = util::r2v(&args);
+    assert!(
+        run.status.success(),
+        "{module} {}: {}",
+        config.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    out
+}
+
+/// max |got − want| / max |want|.
+fn relative_worst(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max);
+    worst / scale
+}
+
+/// Writes one f32 tensor to a safetensors file.
+fn write_tensor(path: &Path, name: &str, shape: Vec<usize>, values: &[f32]) {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes).unwrap();
+    safetensors::serialize_to_file([(name, view)], None, path).unwrap();
+}
+
 #[test]
-fn wan_forward_reproduces_the_dit_fixtures() {
+fn wan_forward_reproduces_every_fixture() {
     let dir = tempfile::tempdir().unwrap();
-    for (module, name, weights) in [
-        ("dit", "wan_t2v_tiny", "wan_t2v_tiny"),
-        ("dit", "wan_ti2v_tokens_tiny", "wan_ti2v_tokens_tiny"),
-        ("dit", "wan_i2v_tiny", "wan_i2v_tiny"),
-        ("vace", "wan_vace_tiny", "wan_vace_tiny"),
-    ] {
-        let io = fixture(&format!("{name}.io.safetensors"));
-        let out = dir.path().join(format!("{name}.out.safetensors"));
-        let run = util::r2v(&[
-            "wan",
-            "forward",
-            "--module",
-            module,
-            "--config",
-            fixture(&format!("{name}.config.json")).to_str().unwrap(),
-            "--weights",
-            fixture(&format!("{weights}.weights.safetensors"))
-                .to_str()
-                .unwrap(),
-            "--inputs",
-            io.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ]);
-        assert!(
-            run.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let got = read(&out, "output");
-        let want = read(&io, "output");
-        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (g - w).abs())
-            .fold(0f32, f32::max);
-        assert_eq!(got.len(), want.len(), "{name}");
-        assert!(worst <= 1e-4 * scale, "{name}: max |Δ| {worst:e}");
+    // The 2.2 fixture decodes its μ; the command reads `z`.
+    let mu22 = dir.path().join("mu22.safetensors");
+    {
+        let io = std::fs::read(fixture("wan22_vae_tiny.io.safetensors")).unwrap();
+        let io = safetensors::SafeTensors::deserialize(&io).unwrap();
+        let mu = io.tensor("mu").unwrap();
+        let values: Vec<f32> = mu
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        write_tensor(&mu22, "z", mu.shape().to_vec(), &values);
     }
+    let io = |name: &str| fixture(&format!("{name}.io.safetensors"));
+    // (module, config and weights, inputs, output name, reference, tolerance × max|ref|)
+    let cases: [(&str, &str, PathBuf, &str, &str, f32); 11] = [
+        (
+            "dit",
+            "wan_t2v_tiny",
+            io("wan_t2v_tiny"),
+            "output",
+            "output",
+            1e-4,
+        ),
+        (
+            "dit",
+            "wan_ti2v_tokens_tiny",
+            io("wan_ti2v_tokens_tiny"),
+            "output",
+            "output",
+            1e-4,
+        ),
+        (
+            "dit",
+            "wan_i2v_tiny",
+            io("wan_i2v_tiny"),
+            "output",
+            "output",
+            1e-4,
+        ),
+        (
+            "vace",
+            "wan_vace_tiny",
+            io("wan_vace_tiny"),
+            "output",
+            "output",
+            1e-4,
+        ),
+        (
+            "vae-encode",
+            "wan21_vae_tiny",
+            io("wan21_vae_tiny"),
+            "moments",
+            "moments",
+            1e-5,
+        ),
+        (
+            "vae-encode",
+            "wan21_vae_tiny",
+            io("wan21_vae_tiny"),
+            "mu",
+            "mu",
+            1e-5,
+        ),
+        (
+            "vae-decode",
+            "wan21_vae_tiny",
+            io("wan21_vae_tiny"),
+            "decoded",
+            "decoded_z",
+            2e-5,
+        ),
+        (
+            "vae-encode",
+            "wan22_vae_tiny",
+            io("wan22_vae_tiny"),
+            "moments",
+            "moments",
+            1e-5,
+        ),
+        (
+            "vae-encode",
+            "wan22_vae_tiny",
+            io("wan22_vae_tiny"),
+            "mu",
+            "mu",
+            1e-5,
+        ),
+        (
+            "vae-decode",
+            "wan22_vae_tiny",
+            mu22.clone(),
+            "decoded",
+            "recon",
+            2e-5,
+        ),
+        (
+            "umt5",
+            "umt5_tiny",
+            io("umt5_tiny"),
+            "last_hidden_state",
+            "last_hidden_state",
+            1e-5,
+        ),
+    ];
+    for (module, name, inputs, output, reference, tolerance) in cases {
+        let out = forward(dir.path(), module, name, name, &inputs, &[]);
+        let reference_file = if module == "vae-decode" {
+            io(name)
+        } else {
+            inputs.clone()
+        };
+        let worst = relative_worst(&read(&out, output), &read(&reference_file, reference));
+        assert!(worst <= tolerance, "{module} {name} {output}: {worst:e}");
+    }
+}
+
+#[test]
+fn wan_forward_runs_in_bf16() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = fixture("wan_t2v_tiny.io.safetensors");
+    let out = forward(
+        dir.path(),
+        "dit",
+        "wan_t2v_tiny",
+        "wan_t2v_tiny",
+        &inputs,
+        &["--dtype", "bf16"],
+    );
+    let worst = relative_worst(&read(&out, "output"), &read(&inputs, "output"));
+    // bf16 is not f32: measurably off, within the DiT's stated bf16 tolerance.
+    assert!(worst > 1e-4 && worst < 0.05, "bf16 worst {worst:e}");
 }
 
 #[test]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create the PyTorch/diffusers venv used by scripts/bench/wan_cpu_baseline.py.
+# Usage: scripts/bench/setup-torch-venv.sh   (TORCH_VENV overrides the location)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="${TORCH_VENV:-/work/main/.venv-torch}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating venv at $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+FIND_LINKS=()
+if [ -d "$REPO/.whl" ] && ls "$REPO"/.whl/diffusers-0.42.1-*.whl >/dev/null 2>&1; then
+    FIND_LINKS=(--find-links "$REPO/.whl")
+fi
+
+"$VENV/bin/python" -m pip install --upgrade pip
+# The torch wheel is CUDA-linked (~5.7 GB with its nvidia-* deps); that is expected.
+"$VENV/bin/python" -m pip install "${FIND_LINKS[@]}" \
+    torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 safetensors numpy
+
+"$VENV/bin/python" - <<'PY'
+import torch, diffusers, transformers, safetensors, numpy
+print("torch", torch.__version__, "| diffusers", diffusers.__version__,
+      "| transformers", transformers.__version__, "| numpy", numpy.__version__)
+PY
