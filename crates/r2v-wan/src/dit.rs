@@ -8,11 +8,11 @@
 //! Start at [`WanTransformer::forward`].
 
 use crate::config::TransformerConfig;
-use crate::layers::{LayerNorm, Linear, RmsNorm};
+use crate::layers::{LayerNorm, Linear, RmsNorm, gelu_tanh};
 use crate::weights::Weights;
 use crate::{Precision, WanError};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, silu};
+use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::{attention, conv3d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 
@@ -137,7 +137,7 @@ impl<B: Backend> FeedForward<B> {
     }
 
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.down.forward(gelu_approximate(self.up.forward(x)))
+        self.down.forward(gelu_tanh(self.up.forward(x)))
     }
 }
 
@@ -536,7 +536,7 @@ impl<B: Backend> WanTransformer<B> {
             .reshape([b, lm, 6, dim]);
         let text = self
             .text_2
-            .forward(gelu_approximate(self.text_1.forward(cond.text)));
+            .forward(gelu_tanh(self.text_1.forward(cond.text)));
         let image = match (&self.image, cond.image) {
             (Some(embedder), Some(image)) => Some(embedder.forward(image)),
             (None, None) => None,

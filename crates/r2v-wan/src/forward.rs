@@ -4,6 +4,7 @@
 
 use crate::config::TransformerConfig;
 use crate::dit::{Conditioning, TimestepInput, WanTransformer};
+use crate::lora::Lora;
 use crate::tensor_io::{self, TensorMap};
 use crate::umt5::{Umt5Config, Umt5Encoder};
 use crate::vae::{VaeConfig, WanVae};
@@ -49,6 +50,19 @@ pub struct Files<'a> {
     pub output: &'a Path,
     /// The precision of weights and activations.
     pub precision: Precision,
+    /// A LoRA and its strength, merged into the DiT.
+    pub lora: Option<(&'a Path, f32)>,
+}
+
+impl Files<'_> {
+    /// The weights with this run's precision and LoRA.
+    fn weights(&self) -> Result<Weights, WanError> {
+        let mut weights = Weights::open(self.weights)?.with_precision(self.precision);
+        if let Some((path, strength)) = self.lora {
+            weights = weights.with_lora(Lora::open(path, strength)?);
+        }
+        Ok(weights)
+    }
 }
 
 /// Runs `module` `repeat` times and writes its outputs (`output` for the DiT).
@@ -94,11 +108,7 @@ fn dit<B: Backend>(
         )));
     }
     let started = std::time::Instant::now();
-    let model = WanTransformer::<B>::load(
-        config,
-        Weights::open(files.weights)?.with_precision(files.precision),
-        device,
-    )?;
+    let model = WanTransformer::<B>::load(config, files.weights()?, device)?;
     let load = started.elapsed().as_secs_f64();
     let timestep = match inputs.get("timestep").map(|(shape, _)| shape.len()) {
         Some(2) => TimestepInput::PerToken(tensor_io::tensor(inputs, "timestep", device)?),
@@ -160,7 +170,7 @@ fn vae<B: Backend>(
     let started = std::time::Instant::now();
     let model = WanVae::<B>::load(
         VaeConfig::from_file(files.config)?,
-        Weights::open(files.weights)?.with_precision(files.precision),
+        files.weights()?,
         device,
     )?;
     let load = started.elapsed().as_secs_f64();
@@ -194,7 +204,7 @@ fn umt5<B: Backend>(
     let started = std::time::Instant::now();
     let model = Umt5Encoder::<B>::load(
         Umt5Config::from_file(files.config)?,
-        Weights::open(files.weights)?.with_precision(files.precision),
+        files.weights()?,
         device,
     )?;
     let load = started.elapsed().as_secs_f64();

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dit;
 pub mod forward;
 pub mod layers;
+pub mod lora;
 pub mod scheduler;
 pub mod tensor_io;
 pub mod text;

@@ -6,11 +6,10 @@
 //! 256 384 × 4096 (4 GB in f32), so it stays memory-mapped and only the rows of the
 //! prompt's tokens are read.
 
-use crate::layers::RmsNorm;
+use crate::layers::{RmsNorm, gelu_tanh};
 use crate::weights::Weights;
 use crate::{Precision, WanError};
 use burn::prelude::*;
-use burn::tensor::activation::gelu_approximate;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use serde::Deserialize;
@@ -298,7 +297,7 @@ impl<B: Backend> Umt5Encoder<B> {
             .reshape([1, len, heads * c.d_kv]);
             x = x + layer.o.forward(attended);
             let h = layer.norm2.forward(x.clone());
-            let gated = gelu_approximate(layer.gate.forward(h.clone())) * layer.up.forward(h);
+            let gated = gelu_tanh(layer.gate.forward(h.clone())) * layer.up.forward(h);
             x = x + layer.down.forward(gated);
         }
         Ok(Precision::F32.apply(self.final_norm.forward(x)))

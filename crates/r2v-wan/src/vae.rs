@@ -297,7 +297,7 @@ impl<B: Backend> ChannelNorm<B> {
     fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
         let precision = Precision::of(&x);
         let x = Precision::F32.apply(x);
-        let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+        let norm = (x.clone() * x.clone()).sum_dim(1).sqrt().clamp_min(1e-12);
         precision.apply(x / norm) * self.gain.clone()
     }
 }

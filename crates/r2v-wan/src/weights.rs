@@ -23,6 +23,7 @@
 //! "unexpected". [`Weights::finish`] reports all missing, misshapen and unexpected keys
 //! by name in one error.
 
+use crate::lora::Lora;
 use crate::{Precision, WanError};
 use burn::prelude::*;
 use std::cell::RefCell;
@@ -48,6 +49,8 @@ pub struct Weights {
     prefix: String,
     /// The precision tensors are handed out in.
     precision: Precision,
+    /// LoRAs merged into the tensors as they are handed out.
+    loras: Vec<Lora>,
 }
 
 impl Weights {
@@ -86,6 +89,7 @@ impl Weights {
             problems: RefCell::default(),
             prefix: String::new(),
             precision: Precision::F32,
+            loras: Vec::new(),
         })
     }
 
@@ -98,6 +102,12 @@ impl Weights {
     /// Hands tensors out in `precision`.
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// Merges `lora` into the tensors it targets as they are read.
+    pub fn with_lora(mut self, lora: Lora) -> Self {
+        self.loras.push(lora);
         self
     }
 
@@ -142,8 +152,17 @@ impl Weights {
             ));
             return Tensor::zeros(shape, device);
         };
-        self.precision
-            .apply(Tensor::from_data(TensorData::new(values, shape), device))
+        let mut tensor = Tensor::from_data(TensorData::new(values, shape), device);
+        for lora in &self.loras {
+            tensor = match lora.apply(name, tensor) {
+                Ok(merged) => merged,
+                Err(problem) => {
+                    self.problems.borrow_mut().push(problem);
+                    return Tensor::zeros(shape, device);
+                }
+            };
+        }
+        self.precision.apply(tensor)
     }
 
     /// Records `name` as used with exactly `shape`, without reading it (a table that is
@@ -204,6 +223,13 @@ impl Weights {
             .filter(|n| n.starts_with(&self.prefix) && !used.contains(*n))
         {
             problems.push(format!("unexpected key {name}"));
+        }
+        for target in self.loras.iter().flat_map(Lora::targets) {
+            if !used.contains(&format!("{}{target}", self.prefix)) {
+                problems.push(format!(
+                    "the LoRA changes {target}, which this model does not have"
+                ));
+            }
         }
         if problems.is_empty() {
             Ok(())

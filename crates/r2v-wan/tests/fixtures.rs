@@ -562,3 +562,158 @@ fn the_vae_takes_other_shapes_and_names_bad_ones() {
         .to_string();
     assert!(err.contains("4-channel latents; got 16"), "{err}");
 }
+
+/// Deterministic values in [-0.1, 0.1].
+fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+        })
+        .collect()
+}
+
+fn write_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+#[test]
+fn a_lora_merges_like_a_premerged_checkpoint() {
+    use r2v_wan::lora::Lora;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("wan_t2v_tiny.weights.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut weights: HashMap<String, (Vec<usize>, Vec<f32>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (k, (v.shape().to_vec(), values))
+        })
+        .collect();
+    // A LightX2V-style LoRA under official names: rank 4, alpha 2, and a bias diff.
+    let strength = 0.8;
+    let (rank, alpha) = (4usize, 2.0f32);
+    let mut lora = Vec::new();
+    for (i, (official, diffusers)) in [
+        ("blocks.0.self_attn.q", "blocks.0.attn1.to_q"),
+        ("blocks.1.ffn.0", "blocks.1.ffn.net.0.proj"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (shape, w) = weights.get_mut(&format!("{diffusers}.weight")).unwrap();
+        let (out, inp) = (shape[0], shape[1]);
+        let down = pseudo_random(rank * inp, 2 * i as u64);
+        let up = pseudo_random(out * rank, 2 * i as u64 + 1);
+        for o in 0..out {
+            for j in 0..inp {
+                let dot: f32 = (0..rank)
+                    .map(|r| up[o * rank + r] * down[r * inp + j])
+                    .sum();
+                w[o * inp + j] += strength * alpha / rank as f32 * dot;
+            }
+        }
+        let key = |part: &str| format!("diffusion_model.{official}.{part}");
+        lora.push((key("lora_down.weight"), vec![rank, inp], down));
+        lora.push((key("lora_up.weight"), vec![out, rank], up));
+        lora.push((key("alpha"), vec![], vec![alpha]));
+    }
+    let (shape, bias) = weights.get_mut("blocks.0.attn1.to_q.bias").unwrap();
+    let diff = pseudo_random(shape[0], 9);
+    for (b, d) in bias.iter_mut().zip(&diff) {
+        *b += strength * d;
+    }
+    lora.push((
+        "diffusion_model.blocks.0.self_attn.q.diff_b".to_owned(),
+        shape.clone(),
+        diff,
+    ));
+    let lora_path = dir.path().join("lora.safetensors");
+    write_tensors(&lora_path, &lora);
+    let merged_path = dir.path().join("merged.safetensors");
+    let merged: Vec<_> = weights
+        .into_iter()
+        .map(|(k, (shape, values))| (k, shape, values))
+        .collect();
+    write_tensors(&merged_path, &merged);
+
+    let config = TransformerConfig::from_file(&fixture("wan_t2v_tiny.config.json")).unwrap();
+    let io = io("wan_t2v_tiny");
+    let forward = |weights: Weights| {
+        let model = WanTransformer::<Cpu>::load(config.clone(), weights, &Default::default());
+        model
+            .unwrap()
+            .forward(tensor::<5>(&io, "hidden_states"), conditioning(&io))
+            .unwrap()
+    };
+    let with_lora = forward(
+        Weights::open(&fixture("wan_t2v_tiny.weights.safetensors"))
+            .unwrap()
+            .with_lora(Lora::open(&lora_path, strength).unwrap()),
+    );
+    let premerged = forward(Weights::open(&merged_path).unwrap());
+    let without = &io["output"].1;
+    let merged_values = premerged.into_data().to_vec::<f32>().unwrap();
+    let (changed, _) = relative_error(&merged_values, without);
+    assert!(
+        changed > 1e-3,
+        "the LoRA must change the output ({changed})"
+    );
+    assert_within(with_lora, &merged_values, 1e-5, "LoRA merge");
+
+    // A LoRA for a layer the model lacks is named.
+    let stray = dir.path().join("stray.safetensors");
+    write_tensors(
+        &stray,
+        &[
+            (
+                "diffusion_model.blocks.7.self_attn.q.lora_down.weight".to_owned(),
+                vec![1, 64],
+                vec![0.0; 64],
+            ),
+            (
+                "diffusion_model.blocks.7.self_attn.q.lora_up.weight".to_owned(),
+                vec![64, 1],
+                vec![0.0; 64],
+            ),
+        ],
+    );
+    let err = WanTransformer::<Cpu>::load(
+        config.clone(),
+        Weights::open(&fixture("wan_t2v_tiny.weights.safetensors"))
+            .unwrap()
+            .with_lora(Lora::open(&stray, 1.0).unwrap()),
+        &Default::default(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("the LoRA changes blocks.7.attn1.to_q.weight, which this model does not have"),
+        "{err}"
+    );
+}

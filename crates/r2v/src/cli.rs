@@ -108,6 +108,12 @@ pub struct WanForwardArgs {
     /// Precision of the weights and activations.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DtypeArg,
+    /// A LoRA (LightX2V or PEFT format) to merge into the DiT at load time.
+    #[arg(long)]
+    pub lora: Option<PathBuf>,
+    /// The LoRA's strength.
+    #[arg(long, default_value_t = 1.0, requires = "lora")]
+    pub lora_strength: f32,
     /// Run on the GPU (needs a build with `--features cuda`).
     #[arg(long)]
     pub cuda: bool,

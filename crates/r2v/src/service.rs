@@ -220,6 +220,7 @@ pub fn wan(args: crate::cli::WanArgs) -> anyhow::Result<Exit> {
                 inputs: &a.inputs,
                 output: &a.output,
                 precision,
+                lora: a.lora.as_deref().map(|path| (path, a.lora_strength)),
             };
             let timings = if a.cuda {
                 #[cfg(feature = "cuda")]
