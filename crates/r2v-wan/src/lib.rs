@@ -12,6 +12,7 @@ pub mod dit;
 pub mod forward;
 pub mod layers;
 pub mod lora;
+pub mod pipeline;
 pub mod scheduler;
 pub mod tensor_io;
 pub mod text;

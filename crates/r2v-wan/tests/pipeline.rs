@@ -1,0 +1,327 @@
+//! The VACE reference-to-video pipeline matches diffusers' `WanVACEPipeline` on the tiny
+//! fixture (`tests/fixtures/pipeline/`, made by `make_pipeline_fixture.py`), step by step,
+//! in both variants (UniPC with CFG; flash Euler without), within the README's tolerances.
+//! Phantom mode is checked for shape and determinism.
+
+use burn::prelude::*;
+use r2v_wan::Cpu;
+use r2v_wan::config::TransformerConfig;
+use r2v_wan::dit::WanTransformer;
+use r2v_wan::pipeline::{Generation, Method, Pipeline, ReferenceOrder, RgbImage, Sampler, canvas};
+use r2v_wan::scheduler::Schedule;
+use r2v_wan::vae::{VaeConfig, WanVae};
+use r2v_wan::weights::Weights;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+type Io = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline")
+}
+
+fn io() -> Io {
+    let bytes = std::fs::read(dir().join("wan_vace_r2v_pipeline_tiny.io.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    tensors
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (k, (v.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+fn tensor<const D: usize>(io: &Io, key: &str) -> Tensor<Cpu, D> {
+    let (shape, values) = &io[key];
+    let shape: [usize; D] = shape.clone().try_into().unwrap();
+    Tensor::from_data(TensorData::new(values.clone(), shape), &Default::default())
+}
+
+fn pipeline(method: Method) -> Pipeline<Cpu> {
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir().join("wan_vace_r2v_pipeline_tiny.config.json")).unwrap(),
+    )
+    .unwrap();
+    let weights = dir().join("wan_vace_r2v_pipeline_tiny.weights.safetensors");
+    let device = Default::default();
+    let transformer_config: TransformerConfig =
+        serde_json::from_value(config["transformer"]["config"].clone()).unwrap();
+    let vae_config: VaeConfig = serde_json::from_value(config["vae"]["config"].clone()).unwrap();
+    let transformer = WanTransformer::load(
+        transformer_config,
+        Weights::open(&weights).unwrap().with_prefix("transformer."),
+        &device,
+    )
+    .unwrap();
+    let vae = WanVae::load(
+        vae_config,
+        Weights::open(&weights).unwrap().with_prefix("vae."),
+        &device,
+    )
+    .unwrap();
+    Pipeline::new(transformer, vae, method).unwrap()
+}
+
+fn image(io: &Io, j: usize) -> RgbImage {
+    let (shape, values) = &io[&format!("ref_image_{j}_hwc_u8")];
+    RgbImage {
+        height: shape[0],
+        width: shape[1],
+        data: values.iter().map(|&v| v as u8).collect(),
+    }
+}
+
+fn assert_close(got: &[f32], want: &[f32], atol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: element count");
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max);
+    eprintln!("{what}: max |Δ| {worst:e}");
+    assert!(worst <= atol, "{what}: max |Δ| {worst:e} > {atol:e}");
+}
+
+fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().unwrap()
+}
+
+fn generation(io: &Io, sampler: Sampler, guidance: f32) -> Generation<Cpu> {
+    Generation {
+        prompt: tensor(io, "prompt_embeds"),
+        negative: Some(tensor(io, "negative_prompt_embeds")),
+        references: vec![image(io, 0), image(io, 1)],
+        height: 32,
+        width: 32,
+        num_frames: 9,
+        sampler,
+        guidance,
+        noise: tensor(io, "initial_latents"),
+    }
+}
+
+const VACE: Method = Method::Vace {
+    scale: 1.0,
+    order: ReferenceOrder::Diffusers,
+};
+
+#[test]
+fn references_and_control_match_diffusers() {
+    let io = io();
+    for j in 0..2 {
+        let got = canvas(&image(&io, j), 32, 32);
+        assert_close(&got, &io[&format!("ref_canvas_{j}")].1, 1e-6, "canvas");
+    }
+    let pipeline = pipeline(VACE);
+    let g = generation(&io, Sampler::flash(4, 5.0), 1.0);
+    let refs = pipeline.encode_references(&g).unwrap();
+    for (j, r) in refs.iter().enumerate() {
+        assert_close(
+            &values(r.clone()),
+            &io[&format!("ref_latents_{j}")].1,
+            1e-5,
+            "ref latents",
+        );
+    }
+    let control = pipeline
+        .vace_control(&refs, &g, ReferenceOrder::Diffusers)
+        .unwrap();
+    assert_close(
+        &values(control),
+        &io["control_hidden_states"].1,
+        1e-5,
+        "control",
+    );
+    // The official order differs, and would fail the fixture.
+    let official = pipeline
+        .vace_control(&refs, &g, ReferenceOrder::Official)
+        .unwrap();
+    let (_, want) = &io["control_hidden_states"];
+    let worst = values(official)
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst > 0.1, "the reference order must matter ({worst})");
+}
+
+fn run_variant(variant: &str, sampler: Sampler, guidance: f32) {
+    let io = io();
+    let pipeline = pipeline(VACE);
+    let g = generation(&io, sampler, guidance);
+    let timesteps = g.sampler.timesteps();
+    assert_close(
+        &timesteps,
+        &io[&format!("{variant}.timesteps")].1,
+        0.0,
+        "timesteps",
+    );
+    let mut steps = Vec::new();
+    let latents = pipeline
+        .sample(&g, |_, _, latents| {
+            steps.push(values(latents.clone()));
+            Ok(())
+        })
+        .unwrap();
+    for (i, step) in steps.iter().enumerate() {
+        let want = &io[&format!("{variant}.latents_after_step{i}")].1;
+        assert_close(step, want, 1e-4, &format!("{variant} step {i}"));
+    }
+    let video = pipeline.video_latents(latents, 2);
+    assert_close(
+        &values(video.clone()),
+        &io[&format!("{variant}.final_latents")].1,
+        1e-4,
+        "final latents",
+    );
+    let mut chunks = Vec::new();
+    pipeline
+        .decode(video, |chunk| {
+            chunks.push(chunk);
+            Ok(())
+        })
+        .unwrap();
+    let decoded = Tensor::cat(chunks, 2);
+    assert_eq!(decoded.dims(), [1, 3, 9, 32, 32]);
+    assert_close(
+        &values(decoded),
+        &io[&format!("{variant}.decoded_video")].1,
+        3e-4,
+        &format!("{variant} decoded"),
+    );
+}
+
+#[test]
+fn unipc_with_cfg_matches_diffusers() {
+    run_variant(
+        "unipc_cfg",
+        Sampler::UniPc {
+            steps: 4,
+            shift: 3.0,
+            schedule: Schedule::Diffusers,
+        },
+        5.0,
+    );
+}
+
+#[test]
+fn flash_euler_without_cfg_matches_diffusers() {
+    let io = io();
+    let Sampler::Euler { sigmas } = Sampler::flash(4, 5.0) else {
+        unreachable!()
+    };
+    assert_close(&sigmas, &io["euler_nocfg.sigmas"].1[..4], 0.0, "flash σ");
+    run_variant("euler_nocfg", Sampler::flash(4, 5.0), 1.0);
+}
+
+#[test]
+fn phantom_runs_with_trailing_references_and_is_deterministic() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let device = Default::default();
+    let load = || {
+        let transformer = WanTransformer::<Cpu>::load(
+            TransformerConfig::from_file(&fixtures.join("wan_t2v_tiny.config.json")).unwrap(),
+            Weights::open(&fixtures.join("wan_t2v_tiny.weights.safetensors")).unwrap(),
+            &device,
+        )
+        .unwrap();
+        let vae = WanVae::load(
+            VaeConfig::from_file(&fixtures.join("wan21_vae_tiny.config.json")).unwrap(),
+            Weights::open(&fixtures.join("wan21_vae_tiny.weights.safetensors")).unwrap(),
+            &device,
+        )
+        .unwrap();
+        Pipeline::new(
+            transformer,
+            vae,
+            Method::Phantom {
+                image_guidance: 5.0,
+            },
+        )
+        .unwrap()
+    };
+    let io = io();
+    let pipeline = load();
+    let shape = pipeline.latent_shape(32, 48, 5, 2);
+    assert_eq!(
+        shape,
+        [1, 4, 4, 4, 6],
+        "2 video latent frames + 2 references"
+    );
+    let noise = || {
+        let values = (0..shape.iter().product::<usize>())
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+            .collect::<Vec<_>>();
+        Tensor::<Cpu, 5>::from_data(TensorData::new(values, shape), &device)
+    };
+    let text = |rows: usize| {
+        let mut t = values(tensor::<3>(&io, "prompt_embeds"));
+        t.truncate(rows * 32);
+        Tensor::<Cpu, 3>::from_data(TensorData::new(t, [1, rows, 32]), &device)
+    };
+    let run = |pipeline: &Pipeline<Cpu>| {
+        let g = Generation {
+            prompt: text(12),
+            negative: Some(text(12).zeros_like()),
+            references: vec![image(&io, 0), image(&io, 1)],
+            height: 32,
+            width: 48,
+            num_frames: 5,
+            sampler: Sampler::UniPc {
+                steps: 3,
+                shift: 5.0,
+                schedule: Schedule::Official,
+            },
+            guidance: 7.5,
+            noise: noise(),
+        };
+        let mut calls = 0;
+        let latents = pipeline
+            .sample(&g, |k, n, _| {
+                calls += 1;
+                assert_eq!((k, n), (calls, 3));
+                Ok(())
+            })
+            .unwrap();
+        let video = pipeline.video_latents(latents, 2);
+        assert_eq!(video.dims(), [1, 4, 2, 4, 6]);
+        let mut frames = 0;
+        pipeline
+            .decode(video.clone(), |chunk| {
+                assert_eq!(chunk.dims()[3..], [32, 48]);
+                frames += chunk.dims()[2];
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(frames, 5);
+        values(video)
+    };
+    let first = run(&pipeline);
+    assert!(first.iter().all(|v| v.is_finite()));
+    assert_eq!(first, run(&load()), "same inputs, same latents");
+    // A step callback's error stops the run (how cancel works).
+    let g = Generation {
+        prompt: text(12),
+        negative: Some(text(12)),
+        references: vec![image(&io, 0)],
+        height: 32,
+        width: 48,
+        num_frames: 5,
+        sampler: Sampler::flash(4, 5.0),
+        guidance: 1.0,
+        noise: Tensor::zeros(pipeline.latent_shape(32, 48, 5, 1), &device),
+    };
+    let mut seen = 0;
+    let stopped = pipeline.sample(&g, |k, _, _| {
+        seen = k;
+        Err(r2v_wan::WanError::Shape("cancelled".into()))
+    });
+    assert!(stopped.is_err());
+    assert_eq!(seen, 1);
+}
