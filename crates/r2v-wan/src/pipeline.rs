@@ -206,13 +206,17 @@ impl<B: Backend> Pipeline<B> {
     fn check(&self, g: &Generation<B>) -> Result<(), WanError> {
         let c = self.vae.config();
         let multiple = c.scale_factor_spatial * self.transformer.config().patch_size[1];
-        if g.height % multiple != 0 || g.width % multiple != 0 || g.height == 0 || g.width == 0 {
+        if !g.height.is_multiple_of(multiple)
+            || !g.width.is_multiple_of(multiple)
+            || g.height == 0
+            || g.width == 0
+        {
             return Err(WanError::Shape(format!(
                 "height and width must be positive multiples of {multiple}; got {}×{}",
                 g.width, g.height
             )));
         }
-        if g.num_frames == 0 || (g.num_frames - 1) % c.scale_factor_temporal != 0 {
+        if g.num_frames == 0 || !(g.num_frames - 1).is_multiple_of(c.scale_factor_temporal) {
             return Err(WanError::Shape(format!(
                 "num_frames must be 1 + {}·k; got {}",
                 c.scale_factor_temporal, g.num_frames
