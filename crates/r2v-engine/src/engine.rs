@@ -71,6 +71,9 @@ pub enum EngineError {
     /// Media I/O failed (the encoder died, a frame could not be written).
     #[error(transparent)]
     Media(#[from] r2v_media::MediaError),
+    /// The model failed (a message safe to show the client).
+    #[error("model: {0}")]
+    Model(String),
 }
 
 /// A video generator.
@@ -80,6 +83,13 @@ pub trait Engine: Send + Sync {
 
     /// A line for the request log that says what this engine is.
     fn describe(&self) -> String;
+
+    /// Whether this engine can render `plan` here (e.g. within its memory budget); called
+    /// before any reference is fetched. The default admits everything.
+    fn admit(&self, plan: &Plan) -> Result<(), r2v_api::RequestError> {
+        let _ = plan;
+        Ok(())
+    }
 
     /// Renders `plan.num_frames` frames of `plan.width` × `plan.height` into `sink`.
     fn render(

@@ -115,6 +115,10 @@ impl Generator {
             );
         }
 
+        let seed = input.seed.unwrap_or_else(plan::random_seed);
+        let plan = plan::plan(input, preset, seed);
+        self.engine.admit(&plan)?;
+
         let count = input.reference_count() as u64;
         ctx.progress("download", 0, count);
         ctx.log(
@@ -129,9 +133,6 @@ impl Generator {
             })?;
         ctx.progress("download", count, count);
         let references = self.decode_references(loaded, ctx)?;
-
-        let seed = input.seed.unwrap_or_else(plan::random_seed);
-        let plan = plan::plan(input, preset, seed);
         log_plan(&plan, ctx);
         Ok((plan, references))
     }
@@ -165,6 +166,15 @@ impl Generator {
         match self.engine.render(&plan, &references, ctx, &mut encoder) {
             Ok(()) => {}
             Err(EngineError::Cancelled) => return Err(RequestError::Cancelled),
+            Err(EngineError::Model(message)) => {
+                if let Some(enc) = encoder.encoder.take() {
+                    enc.abort(MediaError::io(
+                        "the engine failed",
+                        std::io::Error::other(message.clone()),
+                    ));
+                }
+                return Err(RequestError::Internal { message });
+            }
             Err(EngineError::Media(error)) => {
                 let error = match encoder.encoder.take() {
                     Some(enc) => enc.abort(error),

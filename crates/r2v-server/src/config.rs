@@ -50,6 +50,10 @@ pub struct ServerConfig {
     pub blocked_terms: Vec<String>,
     /// Webhook delivery attempts before giving up.
     pub webhook_max_attempts: i64,
+    /// Which engine the in-process workers run: `preview` or `wan` (the binary builds it).
+    pub engine: Option<String>,
+    /// The wan engine's checkpoint directory.
+    pub model_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +74,8 @@ impl Default for ServerConfig {
             x264_preset: "veryfast".to_owned(),
             blocked_terms: Vec::new(),
             webhook_max_attempts: 10,
+            engine: None,
+            model_dir: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod dit;
 pub mod forward;
 pub mod layers;
 pub mod lora;
+pub mod model_dir;
 pub mod pipeline;
 pub mod scheduler;
 pub mod tensor_io;
@@ -93,6 +94,9 @@ pub enum WanError {
     /// An input has the wrong shape for the model.
     #[error("shape: {0}")]
     Shape(String),
+    /// A step callback asked the run to stop.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl WanError {

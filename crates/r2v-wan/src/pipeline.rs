@@ -438,6 +438,16 @@ impl<B: Backend> Pipeline<B> {
         self.vae
             .decode_chunks(Precision::F32.apply(self.denormalize(video_latents)), sink)
     }
+
+    /// Decodes normalised video latents to the whole clip `[1, 3, F, H, W]` in `[-1, 1]`.
+    pub fn decode_all(&self, video_latents: Tensor<B, 5>) -> Result<Tensor<B, 5>, WanError> {
+        let mut chunks = Vec::new();
+        self.decode(video_latents, |chunk| {
+            chunks.push(chunk);
+            Ok(())
+        })?;
+        Ok(Tensor::cat(chunks, 2))
+    }
 }
 
 /// The aspect-fit white canvas of `image`, CHW in `[-1, 1]` (diffusers' R2V preprocessing:

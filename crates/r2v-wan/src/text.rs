@@ -99,6 +99,18 @@ impl<B: Backend> TextEncoder<B> {
         text_len: usize,
         device: &B::Device,
     ) -> Result<Self, WanError> {
+        let config = Umt5Config::from_file(config)?;
+        Self::load_part(tokenizer, config, Weights::open(weights)?, text_len, device)
+    }
+
+    /// Loads `tokenizer.json` and the encoder from opened weights.
+    pub fn load_part(
+        tokenizer: &Path,
+        config: Umt5Config,
+        weights: Weights,
+        text_len: usize,
+        device: &B::Device,
+    ) -> Result<Self, WanError> {
         let mut tokenizer = Tokenizer::from_file(tokenizer)
             .map_err(|e| WanError::Config(format!("{}: {e}", tokenizer.display())))?;
         tokenizer
@@ -108,8 +120,7 @@ impl<B: Backend> TextEncoder<B> {
             }))
             .map_err(|e| WanError::Config(format!("tokenizer truncation: {e}")))?;
         tokenizer.with_padding(None);
-        let config = Umt5Config::from_file(config)?;
-        let encoder = Umt5Encoder::load(config, Weights::open(weights)?, device)?;
+        let encoder = Umt5Encoder::load(config, weights, device)?;
         Ok(Self {
             tokenizer,
             encoder,

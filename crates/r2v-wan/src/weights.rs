@@ -116,6 +116,27 @@ impl Weights {
         self.precision
     }
 
+    /// Parameters, bytes and storage dtype(s) of the tensors under the prefix.
+    pub fn summary(&self) -> (u64, u64, String) {
+        let mut params = 0u64;
+        let mut bytes = 0u64;
+        let mut dtypes = BTreeSet::new();
+        for (_, entry) in self
+            .entries
+            .iter()
+            .filter(|(n, _)| n.starts_with(&self.prefix))
+        {
+            params += entry.shape.iter().product::<usize>() as u64;
+            bytes += (entry.end - entry.start) as u64;
+            dtypes.insert(format!("{:?}", entry.dtype).to_lowercase());
+        }
+        (
+            params,
+            bytes,
+            dtypes.into_iter().collect::<Vec<_>>().join("+"),
+        )
+    }
+
     /// Whether a tensor exists.
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(&format!("{}{name}", self.prefix))

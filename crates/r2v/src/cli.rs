@@ -42,6 +42,43 @@ pub enum Command {
     Openapi,
     /// Work with the Wan model code directly.
     Wan(WanArgs),
+    /// Inspect model directories.
+    Models(ModelsArgs),
+}
+
+/// `r2v models`.
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+/// `r2v models` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Print a model directory's kind, size, dtype and expected peak memory.
+    Inspect {
+        /// A diffusers-layout Wan pipeline directory (VACE or Phantom).
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How the `wan` engine is set up (`run`, `serve` and `worker`).
+#[derive(Debug, Clone, Args)]
+pub struct WanEngineArgs {
+    /// The checkpoint directory of the wan engine (see `r2v models inspect`).
+    #[arg(long, env = "R2V_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// Memory the wan engine may plan for, in GiB [default: this machine's RAM].
+    #[arg(long, env = "R2V_MEMORY_BUDGET_GB")]
+    pub memory_budget_gb: Option<f64>,
+    /// Precision of the wan engine's DiT and text encoder (the VAE stays f32).
+    #[arg(long, value_enum, env = "R2V_WAN_DTYPE")]
+    pub wan_dtype: Option<DtypeArg>,
 }
 
 /// `r2v wan`.
@@ -57,6 +94,72 @@ pub struct WanArgs {
 pub enum WanCommand {
     /// Run one module on tensors from a safetensors file (as diffusers names them).
     Forward(WanForwardArgs),
+    /// Run the reference-to-video pipeline on tensors from a file, as diffusers'
+    /// WanVACEPipeline does (prompt embeddings, initial latents and u8 reference images in).
+    Pipeline(WanPipelineArgs),
+}
+
+/// Sampling schedules of `r2v wan pipeline`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    /// UniPC (diffusers' flow schedule) with CFG: the standard preset.
+    Unipc,
+    /// Flow Euler over LightX2V's step list, no CFG: the flash preset.
+    Flash,
+}
+
+/// Frame order of multiple VACE references.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReferenceOrderArg {
+    /// Last reference first, as diffusers does.
+    Diffusers,
+    /// Given order, as the official Wan code does.
+    Official,
+}
+
+/// `r2v wan pipeline`.
+#[derive(Debug, Args)]
+pub struct WanPipelineArgs {
+    /// A diffusers pipeline directory, or NAME.weights.safetensors with `transformer.`/`vae.`
+    /// prefixes beside NAME.config.json.
+    #[arg(long)]
+    pub model_dir: PathBuf,
+    /// prompt_embeds, negative_prompt_embeds, initial_latents, ref_image_{i}_hwc_u8.
+    #[arg(long)]
+    pub inputs: PathBuf,
+    /// Where final_latents, decoded_video and latents_after_step{k} go.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Height in pixels.
+    #[arg(long)]
+    pub height: usize,
+    /// Width in pixels.
+    #[arg(long)]
+    pub width: usize,
+    /// Frames (1 + 4k).
+    #[arg(long)]
+    pub num_frames: usize,
+    /// Sampling steps.
+    #[arg(long)]
+    pub steps: usize,
+    /// The schedule.
+    #[arg(long, value_enum)]
+    pub schedule: ScheduleArg,
+    /// Guidance scale [default: 5 for unipc, 1 (off) for flash].
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    /// Flow shift [default: the model directory's].
+    #[arg(long)]
+    pub shift: Option<f64>,
+    /// VACE conditioning scale.
+    #[arg(long, default_value_t = 1.0)]
+    pub conditioning_scale: f32,
+    /// Frame order of multiple references.
+    #[arg(long, value_enum, default_value = "diffusers")]
+    pub reference_order: ReferenceOrderArg,
+    /// Precision of the DiT (the VAE stays f32).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
 }
 
 /// Modules `r2v wan forward` runs.
@@ -136,6 +239,8 @@ pub enum EndpointArg {
 pub enum EngineArg {
     /// The deterministic storyboard engine (not a neural model).
     Preview,
+    /// Wan2.1-VACE or Phantom-Wan from `--model-dir`.
+    Wan,
 }
 
 /// Options shared by `run` and `validate` for reaching reference files.
@@ -209,6 +314,9 @@ pub struct RunArgs {
     /// Which engine renders.
     #[arg(long, value_enum, default_value_t = EngineArg::Preview, env = "R2V_ENGINE")]
     pub engine: EngineArg,
+    /// The wan engine's settings.
+    #[command(flatten)]
+    pub wan: WanEngineArgs,
     /// x264 preset: faster presets give bigger files of the same format.
     #[arg(long, env = "R2V_X264_PRESET", default_value = "veryfast", value_parser = [
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"])]
@@ -254,9 +362,12 @@ pub struct ServeArgs {
     /// In-process workers [default: 1]; 0 serves the queue only.
     #[arg(long, env = "R2V_WORKERS")]
     pub workers: Option<usize>,
-    /// Which engine renders.
+    /// Which engine renders [default: the config file's `engine`, else preview].
     #[arg(long, value_enum, env = "R2V_ENGINE")]
     pub engine: Option<EngineArg>,
+    /// The wan engine's settings.
+    #[command(flatten)]
+    pub wan: WanEngineArgs,
     /// Base of absolute URLs in responses [default: the request's Host].
     #[arg(long, env = "R2V_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -342,6 +453,9 @@ pub struct WorkerArgs {
     /// Which engine renders.
     #[arg(long, value_enum, default_value_t = EngineArg::Preview, env = "R2V_ENGINE")]
     pub engine: EngineArg,
+    /// The wan engine's settings.
+    #[command(flatten)]
+    pub wan: WanEngineArgs,
     /// Where outputs are written before upload [default: the system temp dir].
     #[arg(long, env = "R2V_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,

@@ -1,12 +1,11 @@
 //! The `run` and `validate` subcommands: argument wiring around `r2v-engine`'s
 //! pipeline and `r2v-media`'s reference checks. Exit codes are listed in [`Exit`].
 
-use crate::cli::{EndpointArg, EngineArg, FetchArgs, RunArgs, ValidateArgs};
+use crate::cli::{EndpointArg, FetchArgs, RunArgs, ValidateArgs};
 use crate::progress::CliProgress;
 use anyhow::Context;
 use r2v_api::{ErrorDetail, LocItem, Preset, RequestError, ValidInput, ValidateOptions};
 use r2v_engine::pipeline::Generator;
-use r2v_engine::preview::PreviewEngine;
 use r2v_engine::safety::SafetyPolicy;
 use r2v_media::fetch::{FetchPolicy, Fetcher};
 use r2v_media::ffmpeg::Tools;
@@ -56,9 +55,7 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<E
         EndpointArg::Flash => Preset::Flash,
         EndpointArg::Standard => Preset::Standard,
     };
-    let engine = match args.engine {
-        EngineArg::Preview => Arc::new(PreviewEngine),
-    };
+    let engine = crate::service::engine(args.engine, &args.wan)?;
     let loader = loader(&args.fetch, runtime)?;
     let input = match r2v_api::validate(
         &body,

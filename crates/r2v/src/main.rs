@@ -6,6 +6,7 @@ mod commands;
 mod logging;
 mod progress;
 mod service;
+mod wan;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -20,7 +21,8 @@ fn main() -> ExitCode {
         | Command::Validate(_)
         | Command::Keys(_)
         | Command::Openapi
-        | Command::Wan(_) => "warn",
+        | Command::Wan(_)
+        | Command::Models(_) => "warn",
     };
     logging::init_tracing(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -39,7 +41,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => (false, service::serve(args, &runtime)),
         Command::Keys(args) => (false, service::keys(args, &runtime)),
         Command::Worker(args) => (false, service::worker(args, &runtime)),
-        Command::Wan(args) => (false, service::wan(args)),
+        Command::Wan(args) => (false, wan::wan(args)),
+        Command::Models(args) => (false, wan::models(args)),
         Command::Openapi => {
             println!(
                 "{}",

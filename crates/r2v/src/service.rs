@@ -1,7 +1,9 @@
 //! The `serve`, `keys` and `worker` subcommands: configuration resolution (flags >
 //! environment > TOML file > defaults) and wiring around `r2v-server` and `r2v-worker`.
 
-use crate::cli::{EngineArg, KeysArgs, KeysCommand, ServeArgs, WorkerArgs};
+use crate::cli::{
+    DtypeArg, EngineArg, KeysArgs, KeysCommand, ServeArgs, WanEngineArgs, WorkerArgs,
+};
 use crate::commands::Exit;
 use anyhow::{Context, bail};
 use r2v_engine::Engine;
@@ -13,16 +15,37 @@ use r2v_media::ffmpeg::Tools;
 use r2v_media::reference::ReferenceLoader;
 use r2v_server::config::{Secret, ServerConfig, default_data_dir};
 use r2v_store::{RequestStore, now_ms};
+use r2v_wan_engine::{WanEngine, WanOptions};
 use r2v_worker::http::HttpSource;
 use serde_json::json;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn engine(choice: EngineArg) -> Arc<dyn Engine> {
-    match choice {
+/// The engine `choice` names, loaded once (the wan engine loads its weights here).
+pub fn engine(choice: EngineArg, wan: &WanEngineArgs) -> anyhow::Result<Arc<dyn Engine>> {
+    Ok(match choice {
         EngineArg::Preview => Arc::new(PreviewEngine),
-    }
+        EngineArg::Wan => {
+            let Some(dir) = &wan.model_dir else {
+                bail!(
+                    "the wan engine needs --model-dir (or R2V_MODEL_DIR, or model_dir in the config file)"
+                );
+            };
+            let options = WanOptions {
+                precision: match wan.wan_dtype {
+                    Some(DtypeArg::Bf16) => r2v_wan::Precision::Bf16,
+                    _ => r2v_wan::Precision::F32,
+                },
+                memory_budget: wan
+                    .memory_budget_gb
+                    .map(|g| (g * f64::from(1u32 << 30)) as u64),
+            };
+            let engine = WanEngine::open(dir, options)
+                .with_context(|| format!("loading the wan engine from {}", dir.display()))?;
+            Arc::new(engine)
+        }
+    })
 }
 
 /// `ServeArgs` → `ServerConfig`: the TOML file (if any) over the defaults, then every
@@ -100,7 +123,19 @@ pub fn resolve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
 /// `r2v serve`.
 pub fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit> {
     let config = resolve_config(&args)?;
-    let engine = engine(args.engine.unwrap_or(EngineArg::Preview));
+    let choice = match (args.engine, config.engine.as_deref()) {
+        (Some(choice), _) => choice,
+        (None, None | Some("preview")) => EngineArg::Preview,
+        (None, Some("wan")) => EngineArg::Wan,
+        (None, Some(other)) => {
+            bail!("engine = {other:?} in the config file: use \"preview\" or \"wan\"")
+        }
+    };
+    let mut wan = args.wan.clone();
+    if wan.model_dir.is_none() {
+        wan.model_dir = config.model_dir.clone();
+    }
+    let engine = engine(choice, &wan)?;
     let auth = config.auth;
     runtime.block_on(r2v_server::serve(config, engine, |address, key| {
         let mut out = std::io::stdout().lock();
@@ -178,8 +213,12 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
             ..FetchPolicy::default()
         })?;
         let loader = ReferenceLoader::new(fetcher, Tools::default()).with_resolver(source.clone());
-        let generator = Generator::new(engine(args.engine), loader, SafetyPolicy::default())
-            .with_x264_preset(args.x264_preset.clone());
+        let generator = Generator::new(
+            engine(args.engine, &args.wan)?,
+            loader,
+            SafetyPolicy::default(),
+        )
+        .with_x264_preset(args.x264_preset.clone());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;
@@ -194,62 +233,6 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         r2v_worker::run(source, generator, config, stopped).await;
         Ok(Exit::Ok)
     })
-}
-
-/// `r2v wan`.
-pub fn wan(args: crate::cli::WanArgs) -> anyhow::Result<Exit> {
-    use crate::cli::{DtypeArg, WanCommand, WanModuleArg};
-    use r2v_wan::Precision;
-    use r2v_wan::forward::{self, Files, Module};
-    match args.command {
-        WanCommand::Forward(a) => {
-            let module = match a.module {
-                WanModuleArg::Dit => Module::Dit,
-                WanModuleArg::Vace => Module::Vace,
-                WanModuleArg::VaeEncode => Module::VaeEncode,
-                WanModuleArg::VaeDecode => Module::VaeDecode,
-                WanModuleArg::Umt5 => Module::Umt5,
-            };
-            let precision = match a.dtype {
-                DtypeArg::F32 => Precision::F32,
-                DtypeArg::Bf16 => Precision::Bf16,
-            };
-            let files = Files {
-                config: &a.config,
-                weights: &a.weights,
-                inputs: &a.inputs,
-                output: &a.output,
-                precision,
-                lora: a.lora.as_deref().map(|path| (path, a.lora_strength)),
-            };
-            let timings = if a.cuda {
-                #[cfg(feature = "cuda")]
-                {
-                    forward::run::<r2v_wan::Gpu>(
-                        module,
-                        files,
-                        a.repeat,
-                        &r2v_wan::GpuDevice::default(),
-                    )?
-                }
-                #[cfg(not(feature = "cuda"))]
-                bail!("--cuda needs r2v built with `--features cuda`");
-            } else {
-                forward::run::<r2v_wan::Cpu>(module, files, a.repeat, &Default::default())?
-            };
-            let mut sorted = timings.forwards.clone();
-            sorted.sort_by(f64::total_cmp);
-            println!("wrote {}", a.output.display());
-            println!(
-                "load {:.3} s; forward {:.4} s median of {} (first {:.4} s)",
-                timings.load,
-                sorted[sorted.len() / 2],
-                sorted.len(),
-                timings.forwards[0]
-            );
-            Ok(Exit::Ok)
-        }
-    }
 }
 
 #[cfg(test)]

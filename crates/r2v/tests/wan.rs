@@ -267,3 +267,58 @@ fn wan_forward_names_what_is_wrong() {
         "{stderr}"
     );
 }
+
+#[test]
+fn wan_pipeline_reproduces_the_pipeline_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = fixture("pipeline");
+    let weights = fixtures.join("wan_vace_r2v_pipeline_tiny.weights.safetensors");
+    let io = fixtures.join("wan_vace_r2v_pipeline_tiny.io.safetensors");
+    // The unipc variant uses both prompts; the flash variant only the positive one.
+    for (variant, schedule, shift) in [("unipc_cfg", "unipc", "3"), ("euler_nocfg", "flash", "5")] {
+        let out = dir.path().join(format!("{variant}.safetensors"));
+        let run = util::r2v(&[
+            "wan",
+            "pipeline",
+            "--model-dir",
+            weights.to_str().unwrap(),
+            "--inputs",
+            io.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--num-frames",
+            "9",
+            "--steps",
+            "4",
+            "--schedule",
+            schedule,
+            "--shift",
+            shift,
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let check = |got: &str, want: &str, atol: f32| {
+            let (g, w) = (read(&out, got), read(&io, &format!("{variant}.{want}")));
+            assert_eq!(g.len(), w.len(), "{variant} {got}");
+            let worst = g
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= atol, "{variant} {got}: {worst:e}");
+        };
+        for k in 0..4 {
+            let name = format!("latents_after_step{k}");
+            check(&name, &name, 1e-4);
+        }
+        check("final_latents", "final_latents", 1e-4);
+        check("decoded_video", "decoded_video", 3e-4);
+    }
+}
