@@ -258,31 +258,9 @@ impl<B: Backend> Pipeline<B> {
             .iter()
             .map(|image| {
                 let canvas = Self::reference_canvas(image, g.height, g.width, &device);
-                Ok(self.normalize(self.vae.encode_mean(canvas)?))
+                Ok(self.vae.normalize(self.vae.encode_mean(canvas)?))
             })
             .collect()
-    }
-
-    /// `(μ − mean) · (1/std)`, as diffusers computes it.
-    fn normalize(&self, mu: Tensor<B, 5>) -> Tensor<B, 5> {
-        let c = self.vae.config();
-        let z = c.z_dim;
-        let device = mu.device();
-        let mean = Tensor::<B, 1>::from_data(TensorData::new(c.latents_mean.clone(), [z]), &device);
-        let inv: Vec<f32> = c.latents_std.iter().map(|s| 1.0 / s).collect();
-        let inv = Tensor::<B, 1>::from_data(TensorData::new(inv, [z]), &device);
-        (mu - mean.reshape([1, z, 1, 1, 1])) * inv.reshape([1, z, 1, 1, 1])
-    }
-
-    /// `z / (1/std) + mean`, as diffusers computes it.
-    fn denormalize(&self, z_norm: Tensor<B, 5>) -> Tensor<B, 5> {
-        let c = self.vae.config();
-        let z = c.z_dim;
-        let device = z_norm.device();
-        let mean = Tensor::<B, 1>::from_data(TensorData::new(c.latents_mean.clone(), [z]), &device);
-        let inv: Vec<f32> = c.latents_std.iter().map(|s| 1.0 / s).collect();
-        let inv = Tensor::<B, 1>::from_data(TensorData::new(inv, [z]), &device);
-        z_norm / inv.reshape([1, z, 1, 1, 1]) + mean.reshape([1, z, 1, 1, 1])
     }
 
     /// The VACE control `[1, 2z + s², references + latent frames, h, w]` for pure R2V.
@@ -295,7 +273,7 @@ impl<B: Backend> Pipeline<B> {
         let c = self.vae.config();
         let device = g.noise.device();
         let grey = Tensor::<B, 5>::zeros([1, 3, g.num_frames, g.height, g.width], &device);
-        let video = self.normalize(self.vae.encode_mean(grey)?);
+        let video = self.vae.normalize(self.vae.encode_mean(grey)?);
         let [_, z, frames, h, w] = video.dims();
         let mut ordered: Vec<Tensor<B, 5>> = references.to_vec();
         if order == ReferenceOrder::Diffusers {
@@ -436,7 +414,7 @@ impl<B: Backend> Pipeline<B> {
         sink: impl FnMut(Tensor<B, 5>) -> Result<(), WanError>,
     ) -> Result<(), WanError> {
         self.vae
-            .decode_chunks(Precision::F32.apply(self.denormalize(video_latents)), sink)
+            .decode_chunks(Precision::F32.apply(self.vae.denormalize(video_latents)), sink)
     }
 
     /// Decodes normalised video latents to the whole clip `[1, 3, F, H, W]` in `[-1, 1]`.

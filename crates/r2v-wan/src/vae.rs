@@ -917,29 +917,27 @@ impl<B: Backend> WanVae<B> {
         Ok(Tensor::cat(chunks, 2))
     }
 
-    /// `(μ − mean) / std` per channel: the DiT's latent space.
+    /// `(μ − mean) · (1/std)` per channel: the DiT's latent space (diffusers multiplies by
+    /// the reciprocal, and so does this, to match it to the last bit).
     pub fn normalize(&self, mu: Tensor<B, 5>) -> Tensor<B, 5> {
-        let (mean, std) = self.statistics(&mu.device());
-        (mu - mean) / std
+        let (mean, inv_std) = self.statistics(&mu.device());
+        (mu - mean) * inv_std
     }
 
-    /// `z · std + mean` per channel: back to the decoder's latent space.
+    /// `z / (1/std) + mean` per channel: back to the decoder's latent space.
     pub fn denormalize(&self, z: Tensor<B, 5>) -> Tensor<B, 5> {
-        let (mean, std) = self.statistics(&z.device());
-        z * std + mean
+        let (mean, inv_std) = self.statistics(&z.device());
+        z / inv_std + mean
     }
 
+    /// Per-channel mean and 1/std, `[1, z, 1, 1, 1]` in f32.
     fn statistics(&self, device: &B::Device) -> (Tensor<B, 5>, Tensor<B, 5>) {
         let z = self.config.z_dim;
-        let precision = Precision::of(&self.quant_conv.bias);
-        let tensor = |v: &[f32]| {
-            let t = Tensor::<B, 1>::from_data(TensorData::new(v.to_vec(), [z]), device);
-            precision.apply(t).reshape([1, z, 1, 1, 1])
+        let tensor = |v: Vec<f32>| {
+            Tensor::<B, 1>::from_data(TensorData::new(v, [z]), device).reshape([1, z, 1, 1, 1])
         };
-        (
-            tensor(&self.config.latents_mean),
-            tensor(&self.config.latents_std),
-        )
+        let inv_std = self.config.latents_std.iter().map(|s| 1.0 / s).collect();
+        (tensor(self.config.latents_mean.clone()), tensor(inv_std))
     }
 }
 
