@@ -143,8 +143,14 @@ fn pipeline(a: &WanPipelineArgs) -> anyhow::Result<Exit> {
     };
     let n_refs = generation.references.len();
     let mut outputs = TensorMap::new();
+    let started = std::time::Instant::now();
+    let mut last = started;
+    let mut step_seconds = Vec::new();
     let latents = pipeline.sample(&generation, |k, n, latents| {
-        eprintln!("step {k}/{n}");
+        let now = std::time::Instant::now();
+        step_seconds.push((now - last).as_secs_f64());
+        eprintln!("step {k}/{n}: {:.3} s", (now - last).as_secs_f64());
+        last = now;
         outputs.insert(
             format!("latents_after_step{}", k - 1),
             tensor_io::values(latents.clone()),
@@ -153,12 +159,22 @@ fn pipeline(a: &WanPipelineArgs) -> anyhow::Result<Exit> {
     })?;
     let video = pipeline.video_latents(latents, n_refs);
     outputs.insert("final_latents".to_owned(), tensor_io::values(video.clone()));
+    let decode_started = std::time::Instant::now();
     outputs.insert(
         "decoded_video".to_owned(),
         tensor_io::values(pipeline.decode_all(video)?),
     );
+    let decode = decode_started.elapsed().as_secs_f64();
     tensor_io::write(&a.output, &outputs)?;
     println!("wrote {}", a.output.display());
+    println!(
+        "{}",
+        serde_json::json!({
+            "step_s": step_seconds,
+            "vae_decode_s": decode,
+            "total_s": started.elapsed().as_secs_f64(),
+        })
+    );
     Ok(Exit::Ok)
 }
 
