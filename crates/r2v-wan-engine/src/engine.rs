@@ -5,7 +5,8 @@
 //! a reference image; the noise comes from the plan's seed and the shot's index; the
 //! preset picks the sampler (flash: 4 Euler steps over LightX2V's σ list without CFG, with
 //! the directory's LoRA if it has one; standard: UniPC with CFG). The model generates at its
-//! own size and rate (`max_area`, 16 fps); the decoded frames are scaled (cover, then
+//! own size and rate (`max_area`, 16 fps) and decodes in 256-px tiles (diffusers' tiling), so
+//! the VAE's memory does not grow with the frame size; the decoded frames are scaled (cover, then
 //! centre-crop) to the output size and re-timed to 30 fps by nearest frame. Shots are joined
 //! with hard cuts, so the total is the plan's frame count.
 
@@ -20,7 +21,7 @@ use r2v_wan::model_dir::{ConditioningKind, ModelDir};
 use r2v_wan::pipeline::{Generation, Method, Pipeline, ReferenceOrder, RgbImage, Sampler};
 use r2v_wan::scheduler::Schedule;
 use r2v_wan::text::TextEncoder;
-use r2v_wan::vae::WanVae;
+use r2v_wan::vae::{Tiling, WanVae};
 use r2v_wan::{Cpu, Precision, WanError};
 use std::path::Path;
 use std::sync::Mutex;
@@ -131,7 +132,7 @@ impl WanEngine {
                 dir.weights(&dir.vae, Precision::F32)?,
                 &device,
             )?;
-            Pipeline::new(transformer, vae, method)
+            Ok(Pipeline::new(transformer, vae, method)?.with_vae_tiling(Some(Tiling::default())))
         };
         let standard = load(None)?;
         let flash = dir

@@ -2,14 +2,16 @@
 //! `r2v models inspect`.
 //!
 //! The model: weights (DiT and text encoder in the run's precision, the VAE in f32), the
-//! larger of the DiT's activations and the VAE decoder's, and the shot's decoded frames (RGB
-//! bytes, held until they are re-timed). DiT activations are taken as
+//! larger of the DiT's activations and the VAE decoder's, and the shot's decoded clip (the f32
+//! tiles, then RGB bytes held until they are re-timed). DiT activations are taken as
 //! `tokens × (8·dim + 2·ffn) × 4 bytes` (hidden state, q/k/v, attention output, both halves
 //! of the feed-forward, with the flash-style attention keeping no `tokens²` matrix). The VAE
 //! decoder was measured (BENCHMARKS.md): 26.4 KB per generated pixel at `base_dim` 96 on the
-//! CPU, scaled by the decoder width, independent of the frame count thanks to the causal cache.
+//! CPU, scaled by the decoder width, independent of the frame count thanks to the causal cache;
+//! the engine decodes in 256-px tiles, so that term stops growing at 256×256.
 
 use r2v_wan::model_dir::{ConditioningKind, ModelDir};
+use r2v_wan::vae::Tiling;
 use r2v_wan::{Precision, WanError};
 use serde::Serialize;
 
@@ -69,9 +71,18 @@ pub fn peak_bytes(
     let tokens = (latent_frames * (height / s) * (width / s)) as u64;
     let dit = tokens * (8 * t.dim() + 2 * t.ffn_dim) as u64 * 4;
     let decoder_width = v.decoder_base_dim.unwrap_or(v.base_dim) as f64 / 96.0;
-    let vae = (VAE_BYTES_PER_PIXEL * decoder_width * (width * height) as f64) as u64;
-    let decoded_frames = (frames * width * height * 3) as u64;
-    weights + dit.max(vae) + decoded_frames
+    let tile = Tiling::default();
+    let tiled = width > tile.tile || height > tile.tile;
+    let tile_area = (width.min(tile.tile) * height.min(tile.tile)) as f64;
+    let vae = (VAE_BYTES_PER_PIXEL * decoder_width * tile_area) as u64;
+    // The decoded clip: f32 tiles (overlapping by (tile/stride)² when tiled), then RGB bytes.
+    let overlap = if tiled {
+        (tile.tile as f64 / tile.stride as f64).powi(2)
+    } else {
+        1.0
+    };
+    let clip = (frames * width * height) as f64 * (3.0 * 4.0 * overlap + 3.0);
+    weights + dit.max(vae) + clip as u64
 }
 
 /// What `r2v models inspect` prints.

@@ -7,7 +7,7 @@ use crate::dit::{Conditioning, TimestepInput, WanTransformer};
 use crate::lora::Lora;
 use crate::tensor_io::{self, TensorMap};
 use crate::umt5::{Umt5Config, Umt5Encoder};
-use crate::vae::{VaeConfig, WanVae};
+use crate::vae::{Tiling, VaeConfig, WanVae};
 use crate::weights::Weights;
 use crate::{Precision, WanError};
 use burn::prelude::*;
@@ -52,6 +52,8 @@ pub struct Files<'a> {
     pub precision: Precision,
     /// A LoRA and its strength, merged into the DiT.
     pub lora: Option<(&'a Path, f32)>,
+    /// Decode in spatial tiles (`vae-decode`).
+    pub vae_tiling: Option<Tiling>,
 }
 
 impl Files<'_> {
@@ -188,7 +190,11 @@ fn vae<B: Backend>(
     } else {
         let z = tensor_io::tensor::<B, 5>(inputs, "z", device)?;
         timed(repeat, || {
-            let decoded = tensor_io::values(model.decode(z.clone())?);
+            let decoded = match files.vae_tiling {
+                Some(tiling) => model.decode_tiled(z.clone(), tiling)?,
+                None => model.decode(z.clone())?,
+            };
+            let decoded = tensor_io::values(decoded);
             Ok(TensorMap::from([("decoded".to_owned(), decoded)]))
         })?
     };

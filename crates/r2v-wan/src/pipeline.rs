@@ -18,7 +18,7 @@
 
 use crate::dit::{Conditioning, TimestepInput, WanTransformer};
 use crate::scheduler::{FlowEuler, Schedule, UniPc, cfg};
-use crate::vae::WanVae;
+use crate::vae::{Tiling, WanVae};
 use crate::{Precision, WanError};
 use burn::prelude::*;
 
@@ -137,6 +137,7 @@ pub struct Pipeline<B: Backend> {
     transformer: WanTransformer<B>,
     vae: WanVae<B>,
     method: Method,
+    tiling: Option<Tiling>,
 }
 
 impl<B: Backend> Pipeline<B> {
@@ -171,7 +172,15 @@ impl<B: Backend> Pipeline<B> {
             transformer,
             vae,
             method,
+            tiling: None,
         })
+    }
+
+    /// Decodes in spatial tiles ([`WanVae::decode_tiled`]): memory bounded by one tile,
+    /// slightly different pixels near the seams. Off by default, as in diffusers.
+    pub fn with_vae_tiling(mut self, tiling: Option<Tiling>) -> Self {
+        self.tiling = tiling;
+        self
     }
 
     /// The transformer.
@@ -407,14 +416,18 @@ impl<B: Backend> Pipeline<B> {
         }
     }
 
-    /// Decodes normalised video latents, streaming `[1, 3, 1 or 4, H, W]` chunks in `[-1, 1]`.
+    /// Decodes normalised video latents, streaming `[1, 3, 1 or 4, H, W]` chunks in `[-1, 1]`
+    /// (with tiling: the whole clip as one chunk).
     pub fn decode(
         &self,
         video_latents: Tensor<B, 5>,
-        sink: impl FnMut(Tensor<B, 5>) -> Result<(), WanError>,
+        mut sink: impl FnMut(Tensor<B, 5>) -> Result<(), WanError>,
     ) -> Result<(), WanError> {
-        self.vae
-            .decode_chunks(Precision::F32.apply(self.vae.denormalize(video_latents)), sink)
+        let z = Precision::F32.apply(self.vae.denormalize(video_latents));
+        match self.tiling {
+            Some(tiling) => sink(self.vae.decode_tiled(z, tiling)?),
+            None => self.vae.decode_chunks(z, sink),
+        }
     }
 
     /// Decodes normalised video latents to the whole clip `[1, 3, F, H, W]` in `[-1, 1]`.

@@ -907,6 +907,97 @@ impl<B: Backend> WanVae<B> {
         Ok(())
     }
 
+    /// Decodes latents in overlapping spatial tiles, each over the whole clip with its own
+    /// causal cache, blended linearly where they overlap: diffusers' `tiled_decode` (same
+    /// tile order, in-place blending and crop). Memory is bounded by one tile's activations
+    /// plus the decoded clip, whatever the frame size. Latents no larger than one tile are
+    /// decoded untiled.
+    pub fn decode_tiled(&self, z: Tensor<B, 5>, tiling: Tiling) -> Result<Tensor<B, 5>, WanError> {
+        let [_, channels, frames, height, width] = z.dims();
+        if channels != self.config.z_dim {
+            return Err(WanError::Shape(format!(
+                "the VAE decodes {}-channel latents; got {channels}",
+                self.config.z_dim
+            )));
+        }
+        let ratio = self.config.scale_factor_spatial;
+        let p = self.config.patch();
+        let (tile, stride) = (tiling.tile / ratio, tiling.stride / ratio);
+        if tile == 0 || stride == 0 || stride > tile {
+            return Err(WanError::Shape(format!("bad VAE tiling {tiling:?}")));
+        }
+        if height <= tile && width <= tile {
+            return self.decode(z);
+        }
+        let (sample_stride, overlap) = (tiling.stride / p, (tiling.tile - tiling.stride) / p);
+        let precision = Precision::of(&self.quant_conv.bias);
+        let mut rows: Vec<Vec<Tensor<B, 5>>> = Vec::new();
+        for i in (0..height).step_by(stride) {
+            let mut row = Vec::new();
+            for j in (0..width).step_by(stride) {
+                let (th, tw) = (tile.min(height - i), tile.min(width - j));
+                let latents = precision.apply(z.clone().slice([
+                    0..1,
+                    0..channels,
+                    0..frames,
+                    i..i + th,
+                    j..j + tw,
+                ]));
+                let x = self.post_quant_conv.forward(latents, None);
+                let mut cache = FeatureCache::new();
+                let mut chunks = Vec::with_capacity(frames);
+                for k in 0..frames {
+                    cache.begin_chunk();
+                    let mut h = self
+                        .decoder
+                        .conv_in
+                        .forward_cached(x.clone().narrow(2, k, 1), &mut cache);
+                    h = self.decoder.mid.forward(h, &mut cache);
+                    for block in &self.up {
+                        h = block.forward(h, &mut cache, k == 0);
+                    }
+                    chunks.push(Precision::F32.apply(self.decoder.head(h, &mut cache)));
+                }
+                row.push(Tensor::cat(chunks, 2));
+            }
+            rows.push(row);
+        }
+        for i in 0..rows.len() {
+            for j in 0..rows[i].len() {
+                let mut tile = rows[i][j].clone();
+                if i > 0 {
+                    tile = blend(&rows[i - 1][j], tile, overlap, 3);
+                }
+                if j > 0 {
+                    tile = blend(&rows[i][j - 1], tile, overlap, 4);
+                }
+                rows[i][j] = tile;
+            }
+        }
+        let (sample_h, sample_w) = (height * ratio / p, width * ratio / p);
+        let result_rows: Vec<Tensor<B, 5>> = rows
+            .iter()
+            .map(|row| {
+                let cropped = row
+                    .iter()
+                    .map(|t| {
+                        let [_, _, _, h, w] = t.dims();
+                        t.clone().narrow(3, 0, sample_stride.min(h)).narrow(
+                            4,
+                            0,
+                            sample_stride.min(w),
+                        )
+                    })
+                    .collect();
+                Tensor::cat(cropped, 4)
+            })
+            .collect();
+        let video = Tensor::cat(result_rows, 3)
+            .narrow(3, 0, sample_h)
+            .narrow(4, 0, sample_w);
+        Ok(unpatchify(video, p).clamp(-1.0, 1.0))
+    }
+
     /// Decodes latents to the whole video `[B, C, 1 + 4(F−1), H, W]`.
     pub fn decode(&self, z: Tensor<B, 5>) -> Result<Tensor<B, 5>, WanError> {
         let mut chunks = Vec::new();
@@ -938,6 +1029,49 @@ impl<B: Backend> WanVae<B> {
         };
         let inv_std = self.config.latents_std.iter().map(|s| 1.0 / s).collect();
         (tensor(self.config.latents_mean.clone()), tensor(inv_std))
+    }
+}
+
+/// Spatial tiles of [`WanVae::decode_tiled`], in output pixels (diffusers: 256 and 192).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiling {
+    /// Tile side.
+    pub tile: usize,
+    /// Distance between tile origins; `tile − stride` pixels are blended.
+    pub stride: usize,
+}
+
+impl Default for Tiling {
+    fn default() -> Self {
+        Self {
+            tile: 256,
+            stride: 192,
+        }
+    }
+}
+
+/// diffusers' `blend_v` (`dim` 3) / `blend_h` (`dim` 4): the first `extent` rows of `b` fade
+/// in from the last `extent` rows of `a`.
+fn blend<B: Backend>(a: &Tensor<B, 5>, b: Tensor<B, 5>, extent: usize, dim: usize) -> Tensor<B, 5> {
+    let extent = extent.min(a.dims()[dim]).min(b.dims()[dim]);
+    if extent == 0 {
+        return b;
+    }
+    let len = b.dims()[dim];
+    let weights: Vec<f32> = (0..extent)
+        .map(|y| (y as f64 / extent as f64) as f32)
+        .collect();
+    let mut shape = [1usize; 5];
+    shape[dim] = extent;
+    let w =
+        Tensor::<B, 1>::from_data(TensorData::new(weights, [extent]), &b.device()).reshape(shape);
+    let from_a = a.clone().narrow(dim, a.dims()[dim] - extent, extent);
+    let head = b.clone().narrow(dim, 0, extent);
+    let blended = from_a * (w.clone().neg() + 1.0) + head * w;
+    if len == extent {
+        blended
+    } else {
+        Tensor::cat(vec![blended, b.narrow(dim, extent, len - extent)], dim)
     }
 }
 

@@ -717,3 +717,97 @@ fn a_lora_merges_like_a_premerged_checkpoint() {
         "{err}"
     );
 }
+
+#[test]
+fn tiled_decoding_crops_and_blends_like_diffusers() {
+    use r2v_wan::vae::Tiling;
+    let vae = vae("wan21_vae_tiny");
+    let device = Default::default();
+    let z = Tensor::<Cpu, 5>::from_data(
+        TensorData::new(pseudo_random(4 * 3 * 8 * 10, 5), [1, 4, 3, 8, 10]),
+        &device,
+    ) * 10.0;
+    let whole = vae.decode(z.clone()).unwrap();
+    // One tile covering everything is the untiled decode.
+    let single = vae
+        .decode_tiled(
+            z.clone(),
+            Tiling {
+                tile: 128,
+                stride: 96,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        single.into_data().to_vec::<f32>().unwrap(),
+        whole.clone().into_data().to_vec::<f32>().unwrap()
+    );
+    // 32-px tiles every 24 px: the first tile's unblended corner is that tile decoded alone.
+    let tiled = vae
+        .decode_tiled(
+            z.clone(),
+            Tiling {
+                tile: 32,
+                stride: 24,
+            },
+        )
+        .unwrap();
+    assert_eq!(tiled.dims(), [1, 3, 9, 64, 80]);
+    let corner = vae
+        .decode(z.clone().slice([0..1, 0..4, 0..3, 0..4, 0..4]))
+        .unwrap()
+        .slice([0..1, 0..3, 0..9, 0..24, 0..24]);
+    assert_within(
+        tiled.clone().slice([0..1, 0..3, 0..9, 0..24, 0..24]),
+        &corner.into_data().to_vec::<f32>().unwrap(),
+        1e-6,
+        "first tile",
+    );
+    // Rows 24..32 of the first column fade from the first tile into the one below it.
+    let below = vae
+        .decode(z.clone().slice([0..1, 0..4, 0..3, 3..7, 0..4]))
+        .unwrap();
+    let above = vae
+        .decode(z.clone().slice([0..1, 0..4, 0..3, 0..4, 0..4]))
+        .unwrap();
+    let (above, below) = (
+        above.into_data().to_vec::<f32>().unwrap(),
+        below.into_data().to_vec::<f32>().unwrap(),
+    );
+    let got = tiled.clone().into_data().to_vec::<f32>().unwrap();
+    let at = |v: &[f32], (c, f, y, x): (usize, usize, usize, usize), (h, w): (usize, usize)| {
+        v[((c * 9 + f) * h + y) * w + x]
+    };
+    // (Compared where neither source was clamped: diffusers blends before clamping.)
+    let mut checked = 0;
+    for c in 0..3 {
+        for f in 0..9 {
+            for y in 0..8 {
+                for x in 0..24 {
+                    let (a, b) = (
+                        at(&above, (c, f, 24 + y, x), (32, 32)),
+                        at(&below, (c, f, y, x), (32, 32)),
+                    );
+                    if a.abs() >= 0.999 || b.abs() >= 0.999 {
+                        continue;
+                    }
+                    let t = y as f32 / 8.0;
+                    let want = a * (1.0 - t) + b * t;
+                    let got = at(&got, (c, f, 24 + y, x), (64, 80));
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "blend at {c},{f},{y},{x}: {got} vs {want}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 500,
+        "only {checked} unclamped samples in the band"
+    );
+    // Elsewhere the tiles see less context than the whole frame, so they differ from it.
+    let (worst, _) = relative_error(&got, &whole.into_data().to_vec::<f32>().unwrap());
+    assert!(worst > 0.0);
+}

@@ -217,6 +217,10 @@ pub struct WanForwardArgs {
     /// The LoRA's strength.
     #[arg(long, default_value_t = 1.0, requires = "lora")]
     pub lora_strength: f32,
+    /// vae-decode in spatial tiles of this many pixels (blending a quarter of each), as
+    /// diffusers' `enable_tiling` (256) does.
+    #[arg(long)]
+    pub vae_tile: Option<usize>,
     /// Run on the GPU (needs a build with `--features cuda`).
     #[arg(long)]
     pub cuda: bool,

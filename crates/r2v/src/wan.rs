@@ -14,7 +14,7 @@ use r2v_wan::model_dir::{ConditioningKind, ModelDir};
 use r2v_wan::pipeline::{Generation, Method, Pipeline, ReferenceOrder, RgbImage, Sampler};
 use r2v_wan::scheduler::Schedule;
 use r2v_wan::tensor_io::{self, TensorMap};
-use r2v_wan::vae::WanVae;
+use r2v_wan::vae::{Tiling, WanVae};
 
 fn precision(dtype: DtypeArg) -> Precision {
     match dtype {
@@ -41,6 +41,10 @@ pub fn wan(args: WanArgs) -> anyhow::Result<Exit> {
                 output: &a.output,
                 precision: precision(a.dtype),
                 lora: a.lora.as_deref().map(|path| (path, a.lora_strength)),
+                vae_tiling: a.vae_tile.map(|tile| Tiling {
+                    tile,
+                    stride: tile * 3 / 4,
+                }),
             };
             let timings = if a.cuda {
                 #[cfg(feature = "cuda")]
