@@ -73,12 +73,18 @@ fn relative_worst(got: &[f32], want: &[f32]) -> f32 {
     worst / scale
 }
 
-/// Writes one f32 tensor to a safetensors file.
-fn write_tensor(path: &Path, name: &str, shape: Vec<usize>, values: &[f32]) {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let view =
-        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes).unwrap();
-    safetensors::serialize_to_file([(name, view)], None, path).unwrap();
+/// Writes f32 tensors to a safetensors file.
+fn write_tensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data);
+        (*name, view.unwrap())
+    });
+    safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
 #[test]
@@ -95,7 +101,7 @@ fn wan_forward_reproduces_every_fixture() {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        write_tensor(&mu22, "z", mu.shape().to_vec(), &values);
+        write_tensors(&mu22, &[("z", mu.shape().to_vec(), values)]);
     }
     let io = |name: &str| fixture(&format!("{name}.io.safetensors"));
     // (module, config and weights, inputs, output name, reference, tolerance × max|ref|)
@@ -199,6 +205,35 @@ fn wan_forward_reproduces_every_fixture() {
         let worst = relative_worst(&read(&out, output), &read(&reference_file, reference));
         assert!(worst <= tolerance, "{module} {name} {output}: {worst:e}");
     }
+}
+
+#[test]
+fn wan_forward_loads_official_key_names() {
+    // The official-keys fixture names its inputs as the official model does (`x`, `t`,
+    // unpadded `context`); restate them as diffusers arguments, zero-padding the text to 12.
+    let dir = tempfile::tempdir().unwrap();
+    let io = fixture("wan_t2v_tiny_ORIGINAL_KEYS.io.safetensors");
+    let mut context = read(&io, "context");
+    context.resize(12 * 32, 0.0);
+    let inputs = dir.path().join("inputs.safetensors");
+    write_tensors(
+        &inputs,
+        &[
+            ("hidden_states", vec![1, 4, 3, 8, 8], read(&io, "x")),
+            ("timestep", vec![1], read(&io, "t")),
+            ("encoder_hidden_states", vec![1, 12, 32], context),
+        ],
+    );
+    let out = forward(
+        dir.path(),
+        "dit",
+        "wan_t2v_tiny",
+        "wan_t2v_tiny_ORIGINAL_KEYS",
+        &inputs,
+        &[],
+    );
+    let worst = relative_worst(&read(&out, "output"), &read(&io, "output"));
+    assert!(worst <= 1e-4, "official keys: {worst:e}");
 }
 
 #[test]
