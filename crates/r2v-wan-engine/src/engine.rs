@@ -103,7 +103,7 @@ impl WanEngine {
         }
         let device = Default::default();
         let text_len = dir.settings.text_len.unwrap_or(512);
-        let text = TextEncoder::<B>::load_part(
+        let text = TextEncoder::<B>::load(
             &tokenizer,
             dir.text_config()?
                 .expect("the directory has a text encoder"),

@@ -183,16 +183,6 @@ impl<B: Backend> Pipeline<B> {
         self
     }
 
-    /// The transformer.
-    pub fn transformer(&self) -> &WanTransformer<B> {
-        &self.transformer
-    }
-
-    /// The VAE.
-    pub fn vae(&self) -> &WanVae<B> {
-        &self.vae
-    }
-
     /// The conditioning method.
     pub fn method(&self) -> Method {
         self.method

@@ -91,20 +91,8 @@ pub struct TextEncoder<B: Backend> {
 }
 
 impl<B: Backend> TextEncoder<B> {
-    /// Loads `tokenizer.json`, the encoder's `config.json` and its weights.
-    pub fn load(
-        tokenizer: &Path,
-        config: &Path,
-        weights: &Path,
-        text_len: usize,
-        device: &B::Device,
-    ) -> Result<Self, WanError> {
-        let config = Umt5Config::from_file(config)?;
-        Self::load_part(tokenizer, config, Weights::open(weights)?, text_len, device)
-    }
-
     /// Loads `tokenizer.json` and the encoder from opened weights.
-    pub fn load_part(
+    pub fn load(
         tokenizer: &Path,
         config: Umt5Config,
         weights: Weights,
@@ -126,11 +114,6 @@ impl<B: Backend> TextEncoder<B> {
             encoder,
             text_len,
         })
-    }
-
-    /// The context length the output is padded to.
-    pub fn text_len(&self) -> usize {
-        self.text_len
     }
 
     /// The cleaned prompt's token ids, `</s>` included, at most `text_len`.

@@ -223,11 +223,6 @@ impl<B: Backend> Umt5Encoder<B> {
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Umt5Config {
-        &self.config
-    }
-
     /// `last_hidden_state` `[1, L, d_model]` (f32) of token ids with an attention mask (1 = real
     /// token). Masked positions are still computed, as transformers does; callers cut
     /// the output to the real length.
