@@ -141,7 +141,7 @@ impl WanEngine {
             .transpose()?;
         tracing::info!(
             dir = %path.display(),
-            kind = %memory::inspect(&dir).map(|r| r.kind).unwrap_or_default(),
+            kind = %memory::kind(&dir),
             flash_lora = flash.is_some(),
             "wan engine loaded"
         );
@@ -263,9 +263,7 @@ impl Engine for WanEngine {
 
     fn describe(&self) -> String {
         let (w, h) = Self::size_for(&self.dir, 16.0 / 9.0);
-        let kind = memory::inspect(&self.dir)
-            .map(|r| r.kind)
-            .unwrap_or_default();
+        let kind = memory::kind(&self.dir);
         format!(
             "wan ({kind}, a neural model, {} parameters): generates about {w}×{h} at {} fps, then scales and re-times to the output",
             self.parameters.transformer,
@@ -323,6 +321,10 @@ impl Engine for WanEngine {
             .then(|| self.encode_text(&plan.negative_prompt))
             .transpose()?;
         let device = Default::default();
+        // Every shot is conditioned on the same references: encode them once.
+        let encoded = pipeline
+            .encode_references(&images, gh, gw, &device)
+            .map_err(model_error)?;
         let total = (plan.shots.len() * steps) as u64;
         ctx.log(
             LogLevel::Info,
@@ -364,7 +366,7 @@ impl Engine for WanEngine {
             };
             let done_before = (index * steps) as u64;
             let latents = pipeline
-                .sample(&generation, |k, n, _| {
+                .sample_encoded(&generation, &encoded, |k, n, _| {
                     ctx.progress("denoise", done_before + k as u64, total);
                     ctx.log(
                         LogLevel::Info,

@@ -154,13 +154,18 @@ pub fn generation_size(max_area: usize, aspect: f64, multiple: usize) -> (usize,
     (width as usize, height as usize)
 }
 
-/// Inspects a model directory.
-pub fn inspect(dir: &ModelDir) -> Result<Report, WanError> {
-    let (parameters, dtype) = parameters(dir)?;
+/// `Wan2.1-VACE 1.3B` and the like, from the configs alone.
+pub fn kind(dir: &ModelDir) -> String {
     let method = match dir.kind {
         ConditioningKind::Vace => "VACE",
         ConditioningKind::Phantom => "Phantom",
     };
+    format!("{}-{method} {}", dir.version(), dir.size_name())
+}
+
+/// Inspects a model directory.
+pub fn inspect(dir: &ModelDir) -> Result<Report, WanError> {
+    let (parameters, dtype) = parameters(dir)?;
     let multiple = dir.vae_config.scale_factor_spatial * dir.transformer_config.patch_size[1];
     let (gw, gh) = generation_size(dir.max_area(), 16.0 / 9.0, multiple);
     let gib = |size: (usize, usize), precision| {
@@ -177,7 +182,7 @@ pub fn inspect(dir: &ModelDir) -> Result<Report, WanError> {
     .collect();
     Ok(Report {
         dir: dir.root.display().to_string(),
-        kind: format!("{}-{method} {}", dir.version(), dir.size_name()),
+        kind: kind(dir),
         parameters,
         dtype,
         text_encoder: dir.text.is_some(),

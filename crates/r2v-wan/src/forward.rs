@@ -109,9 +109,7 @@ fn dit<B: Backend>(
             }
         )));
     }
-    let started = std::time::Instant::now();
-    let model = WanTransformer::<B>::load(config, files.weights()?, device)?;
-    let load = started.elapsed().as_secs_f64();
+    let (model, load) = loaded(|| WanTransformer::<B>::load(config, files.weights()?, device))?;
     let timestep = match inputs.get("timestep").map(|(shape, _)| shape.len()) {
         Some(2) => TimestepInput::PerToken(tensor_io::tensor(inputs, "timestep", device)?),
         _ => TimestepInput::PerSample(tensor_io::tensor(inputs, "timestep", device)?),
@@ -147,6 +145,13 @@ fn dit<B: Backend>(
     Ok((outputs, Timings { load, forwards }))
 }
 
+/// A model and the seconds `load` took.
+fn loaded<T>(load: impl FnOnce() -> Result<T, WanError>) -> Result<(T, f64), WanError> {
+    let started = std::time::Instant::now();
+    let model = load()?;
+    Ok((model, started.elapsed().as_secs_f64()))
+}
+
 /// Runs `forward` `repeat` times, timing each, and keeps the last result.
 fn timed<T>(
     repeat: usize,
@@ -169,13 +174,13 @@ fn vae<B: Backend>(
     repeat: usize,
     device: &B::Device,
 ) -> Result<(TensorMap, Timings), WanError> {
-    let started = std::time::Instant::now();
-    let model = WanVae::<B>::load(
-        VaeConfig::from_file(files.config)?,
-        files.weights()?,
-        device,
-    )?;
-    let load = started.elapsed().as_secs_f64();
+    let (model, load) = loaded(|| {
+        WanVae::<B>::load(
+            VaeConfig::from_file(files.config)?,
+            files.weights()?,
+            device,
+        )
+    })?;
     let z_dim = model.config().z_dim;
     let (outputs, forwards) = if module == Module::VaeEncode {
         let video = tensor_io::tensor::<B, 5>(inputs, "video", device)?;
@@ -207,13 +212,13 @@ fn umt5<B: Backend>(
     repeat: usize,
     device: &B::Device,
 ) -> Result<(TensorMap, Timings), WanError> {
-    let started = std::time::Instant::now();
-    let model = Umt5Encoder::<B>::load(
-        Umt5Config::from_file(files.config)?,
-        files.weights()?,
-        device,
-    )?;
-    let load = started.elapsed().as_secs_f64();
+    let (model, load) = loaded(|| {
+        Umt5Encoder::<B>::load(
+            Umt5Config::from_file(files.config)?,
+            files.weights()?,
+            device,
+        )
+    })?;
     let (shape, ids) = inputs
         .get("input_ids")
         .ok_or_else(|| WanError::Shape("the inputs have no `input_ids`".to_owned()))?;

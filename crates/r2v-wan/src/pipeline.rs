@@ -251,12 +251,17 @@ impl<B: Backend> Pipeline<B> {
     }
 
     /// Normalised reference latents `[1, z, 1, h, w]`, in the given order.
-    pub fn encode_references(&self, g: &Generation<B>) -> Result<Vec<Tensor<B, 5>>, WanError> {
-        let device = g.noise.device();
-        g.references
+    pub fn encode_references(
+        &self,
+        images: &[RgbImage],
+        height: usize,
+        width: usize,
+        device: &B::Device,
+    ) -> Result<Vec<Tensor<B, 5>>, WanError> {
+        images
             .iter()
             .map(|image| {
-                let canvas = Self::reference_canvas(image, g.height, g.width, &device);
+                let canvas = Self::reference_canvas(image, height, width, device);
                 Ok(self.vae.normalize(self.vae.encode_mean(canvas)?))
             })
             .collect()
@@ -304,10 +309,39 @@ impl<B: Backend> Pipeline<B> {
     pub fn sample(
         &self,
         g: &Generation<B>,
-        mut on_step: impl FnMut(usize, usize, &Tensor<B, 5>) -> Result<(), WanError>,
+        on_step: impl FnMut(usize, usize, &Tensor<B, 5>) -> Result<(), WanError>,
     ) -> Result<Tensor<B, 5>, WanError> {
         self.check(g)?;
-        let references = self.encode_references(g)?;
+        let references =
+            self.encode_references(&g.references, g.height, g.width, &g.noise.device())?;
+        self.sample_checked(g, &references, on_step)
+    }
+
+    /// [`Pipeline::sample`] with `g.references` already encoded by
+    /// [`Pipeline::encode_references`] (at `g`'s size): the shots of one request share them.
+    pub fn sample_encoded(
+        &self,
+        g: &Generation<B>,
+        references: &[Tensor<B, 5>],
+        on_step: impl FnMut(usize, usize, &Tensor<B, 5>) -> Result<(), WanError>,
+    ) -> Result<Tensor<B, 5>, WanError> {
+        self.check(g)?;
+        if references.len() != g.references.len() {
+            return Err(WanError::Shape(format!(
+                "{} encoded references for {} images",
+                references.len(),
+                g.references.len()
+            )));
+        }
+        self.sample_checked(g, references, on_step)
+    }
+
+    fn sample_checked(
+        &self,
+        g: &Generation<B>,
+        references: &[Tensor<B, 5>],
+        mut on_step: impl FnMut(usize, usize, &Tensor<B, 5>) -> Result<(), WanError>,
+    ) -> Result<Tensor<B, 5>, WanError> {
         let n_refs = references.len();
         let control = match self.method {
             Method::Vace { scale, order } => {
@@ -318,7 +352,7 @@ impl<B: Backend> Pipeline<B> {
                     .as_ref()
                     .map_or(0, Vec::len);
                 Some((
-                    self.vace_control(&references, g, order)?,
+                    self.vace_control(references, g, order)?,
                     vec![scale; layers],
                 ))
             }

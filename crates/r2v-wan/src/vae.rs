@@ -94,9 +94,7 @@ impl VaeConfig {
 
     /// Reads a diffusers `config.json` (or a fixture config with a `config` object).
     pub fn from_file(path: &Path) -> Result<Self, WanError> {
-        let config: Self = crate::config::read_params(path)?;
-        config.check()?;
-        Ok(config)
+        crate::config::read_params(path)
     }
 
     fn check(&self) -> Result<(), WanError> {
@@ -880,29 +878,44 @@ impl<B: Backend> WanVae<B> {
         z: Tensor<B, 5>,
         mut sink: impl FnMut(Tensor<B, 5>) -> Result<(), WanError>,
     ) -> Result<(), WanError> {
-        let [_, channels, frames, _, _] = z.dims();
+        self.check_latents(&z)?;
+        let patch = self.config.patch();
+        self.decode_frames(z, |out| sink(unpatchify(out, patch).clamp(-1.0, 1.0)))
+    }
+
+    fn check_latents(&self, z: &Tensor<B, 5>) -> Result<(), WanError> {
+        let channels = z.dims()[1];
         if channels != self.config.z_dim {
             return Err(WanError::Shape(format!(
                 "the VAE decodes {}-channel latents; got {channels}",
                 self.config.z_dim
             )));
         }
+        Ok(())
+    }
+
+    /// The decoder over `z`'s latent frames, one at a time with one causal cache: each
+    /// chunk (f32, still patchified and unclamped) goes to `each`.
+    fn decode_frames(
+        &self,
+        z: Tensor<B, 5>,
+        mut each: impl FnMut(Tensor<B, 5>) -> Result<(), WanError>,
+    ) -> Result<(), WanError> {
+        let frames = z.dims()[2];
         let precision = Precision::of(&self.quant_conv.bias);
         let x = self.post_quant_conv.forward(precision.apply(z), None);
         let mut cache = FeatureCache::new();
         for i in 0..frames {
             cache.begin_chunk();
-            let first = i == 0;
             let mut h = self
                 .decoder
                 .conv_in
                 .forward_cached(x.clone().narrow(2, i, 1), &mut cache);
             h = self.decoder.mid.forward(h, &mut cache);
             for block in &self.up {
-                h = block.forward(h, &mut cache, first);
+                h = block.forward(h, &mut cache, i == 0);
             }
-            let out = unpatchify(self.decoder.head(h, &mut cache), self.config.patch());
-            sink(Precision::F32.apply(out).clamp(-1.0, 1.0))?;
+            each(Precision::F32.apply(self.decoder.head(h, &mut cache)))?;
         }
         Ok(())
     }
@@ -913,13 +926,8 @@ impl<B: Backend> WanVae<B> {
     /// plus the decoded clip, whatever the frame size. Latents no larger than one tile are
     /// decoded untiled.
     pub fn decode_tiled(&self, z: Tensor<B, 5>, tiling: Tiling) -> Result<Tensor<B, 5>, WanError> {
-        let [_, channels, frames, height, width] = z.dims();
-        if channels != self.config.z_dim {
-            return Err(WanError::Shape(format!(
-                "the VAE decodes {}-channel latents; got {channels}",
-                self.config.z_dim
-            )));
-        }
+        self.check_latents(&z)?;
+        let [batch, channels, frames, height, width] = z.dims();
         let ratio = self.config.scale_factor_spatial;
         let p = self.config.patch();
         let (tile, stride) = (tiling.tile / ratio, tiling.stride / ratio);
@@ -930,34 +938,19 @@ impl<B: Backend> WanVae<B> {
             return self.decode(z);
         }
         let (sample_stride, overlap) = (tiling.stride / p, (tiling.tile - tiling.stride) / p);
-        let precision = Precision::of(&self.quant_conv.bias);
         let mut rows: Vec<Vec<Tensor<B, 5>>> = Vec::new();
         for i in (0..height).step_by(stride) {
             let mut row = Vec::new();
             for j in (0..width).step_by(stride) {
                 let (th, tw) = (tile.min(height - i), tile.min(width - j));
-                let latents = precision.apply(z.clone().slice([
-                    0..1,
-                    0..channels,
-                    0..frames,
-                    i..i + th,
-                    j..j + tw,
-                ]));
-                let x = self.post_quant_conv.forward(latents, None);
-                let mut cache = FeatureCache::new();
+                let latents =
+                    z.clone()
+                        .slice([0..batch, 0..channels, 0..frames, i..i + th, j..j + tw]);
                 let mut chunks = Vec::with_capacity(frames);
-                for k in 0..frames {
-                    cache.begin_chunk();
-                    let mut h = self
-                        .decoder
-                        .conv_in
-                        .forward_cached(x.clone().narrow(2, k, 1), &mut cache);
-                    h = self.decoder.mid.forward(h, &mut cache);
-                    for block in &self.up {
-                        h = block.forward(h, &mut cache, k == 0);
-                    }
-                    chunks.push(Precision::F32.apply(self.decoder.head(h, &mut cache)));
-                }
+                self.decode_frames(latents, |chunk| {
+                    chunks.push(chunk);
+                    Ok(())
+                })?;
                 row.push(Tensor::cat(chunks, 2));
             }
             rows.push(row);

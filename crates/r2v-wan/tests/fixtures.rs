@@ -7,9 +7,9 @@ use burn::prelude::*;
 use r2v_wan::Cpu;
 use r2v_wan::config::TransformerConfig;
 use r2v_wan::dit::{Conditioning, TimestepInput, WanTransformer};
+use r2v_wan::tensor_io::{self, TensorMap};
 use r2v_wan::vae::{VaeConfig, WanVae};
 use r2v_wan::weights::Weights;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
@@ -18,34 +18,13 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Every tensor of an `.io.safetensors` file as (shape, f32 values).
-fn io(name: &str) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(fixture(&format!("{name}.io.safetensors"))).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    tensors
-        .tensors()
-        .into_iter()
-        .map(|(k, v)| {
-            let values = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (k, (v.shape().to_vec(), values))
-        })
-        .collect()
+/// Every tensor of a fixture's `.io.safetensors` file.
+fn io(name: &str) -> TensorMap {
+    tensor_io::read(&fixture(&format!("{name}.io.safetensors"))).unwrap()
 }
 
-fn tensor<const D: usize>(
-    io: &HashMap<String, (Vec<usize>, Vec<f32>)>,
-    key: &str,
-) -> Tensor<Cpu, D> {
-    let (shape, values) = &io[key];
-    let shape: [usize; D] = shape
-        .clone()
-        .try_into()
-        .unwrap_or_else(|_| panic!("{key} has rank {}", shape.len()));
-    Tensor::from_data(TensorData::new(values.clone(), shape), &Default::default())
+fn tensor<const D: usize>(io: &TensorMap, key: &str) -> Tensor<Cpu, D> {
+    tensor_io::tensor(io, key, &Default::default()).unwrap()
 }
 
 fn model(name: &str, weights: &str) -> WanTransformer<Cpu> {
@@ -76,7 +55,7 @@ fn assert_within<const D: usize>(got: Tensor<Cpu, D>, want: &[f32], rel: f32, wh
     eprintln!("{what}: max |Δ| {worst:e} (limit {:e})", rel * scale);
 }
 
-fn conditioning(io: &HashMap<String, (Vec<usize>, Vec<f32>)>) -> Conditioning<Cpu> {
+fn conditioning(io: &TensorMap) -> Conditioning<Cpu> {
     Conditioning {
         timestep: TimestepInput::PerSample(tensor::<1>(io, "timestep")),
         text: tensor::<3>(io, "encoder_hidden_states"),
@@ -416,41 +395,32 @@ fn vae(name: &str) -> WanVae<Cpu> {
 const VAE_ENCODE_TOLERANCE: f32 = 1e-5;
 const VAE_DECODE_TOLERANCE: f32 = 2e-5;
 
+/// `name`'s encoder against `moments`, and its decoder on each `(input, reference)` pair.
+fn check_vae(name: &str, version: &str, decodes: &[(&str, &str)]) {
+    let io = io(name);
+    let vae = vae(name);
+    let moments = vae.encode_moments(tensor::<5>(&io, "video")).unwrap();
+    let what = format!("{version} moments");
+    assert_within(moments, &io["moments"].1, VAE_ENCODE_TOLERANCE, &what);
+    for (input, reference) in decodes {
+        let decoded = vae.decode(tensor::<5>(&io, input)).unwrap();
+        let what = format!("{version} {reference}");
+        assert_within(decoded, &io[*reference].1, VAE_DECODE_TOLERANCE, &what);
+    }
+}
+
 #[test]
 fn vae21_encode_and_decode_match_diffusers() {
-    let io = io("wan21_vae_tiny");
-    let vae = vae("wan21_vae_tiny");
-    let moments = vae.encode_moments(tensor::<5>(&io, "video")).unwrap();
-    assert_within(
-        moments,
-        &io["moments"].1,
-        VAE_ENCODE_TOLERANCE,
-        "2.1 moments",
-    );
-    let recon = vae.decode(tensor::<5>(&io, "mu")).unwrap();
-    assert_within(recon, &io["recon"].1, VAE_DECODE_TOLERANCE, "2.1 recon");
-    let decoded = vae.decode(tensor::<5>(&io, "z")).unwrap();
-    assert_within(
-        decoded,
-        &io["decoded_z"].1,
-        VAE_DECODE_TOLERANCE,
-        "2.1 decoded z",
+    check_vae(
+        "wan21_vae_tiny",
+        "2.1",
+        &[("mu", "recon"), ("z", "decoded_z")],
     );
 }
 
 #[test]
 fn vae22_encode_and_decode_match_diffusers() {
-    let io = io("wan22_vae_tiny");
-    let vae = vae("wan22_vae_tiny");
-    let moments = vae.encode_moments(tensor::<5>(&io, "video")).unwrap();
-    assert_within(
-        moments,
-        &io["moments"].1,
-        VAE_ENCODE_TOLERANCE,
-        "2.2 moments",
-    );
-    let recon = vae.decode(tensor::<5>(&io, "mu")).unwrap();
-    assert_within(recon, &io["recon"].1, VAE_DECODE_TOLERANCE, "2.2 recon");
+    check_vae("wan22_vae_tiny", "2.2", &[("mu", "recon")]);
 }
 
 #[test]
@@ -578,46 +548,15 @@ fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn write_tensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((name, shape, _), data)| {
-            let view =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
-                    .unwrap();
-            (name.clone(), view)
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, path).unwrap();
-}
-
 #[test]
 fn a_lora_merges_like_a_premerged_checkpoint() {
     use r2v_wan::lora::Lora;
     let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(fixture("wan_t2v_tiny.weights.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut weights: HashMap<String, (Vec<usize>, Vec<f32>)> = file
-        .tensors()
-        .into_iter()
-        .map(|(k, v)| {
-            let values = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (k, (v.shape().to_vec(), values))
-        })
-        .collect();
+    let mut weights = tensor_io::read(&fixture("wan_t2v_tiny.weights.safetensors")).unwrap();
     // A LightX2V-style LoRA under official names: rank 4, alpha 2, and a bias diff.
     let strength = 0.8;
     let (rank, alpha) = (4usize, 2.0f32);
-    let mut lora = Vec::new();
+    let mut lora = TensorMap::new();
     for (i, (official, diffusers)) in [
         ("blocks.0.self_attn.q", "blocks.0.attn1.to_q"),
         ("blocks.1.ffn.0", "blocks.1.ffn.net.0.proj"),
@@ -638,28 +577,23 @@ fn a_lora_merges_like_a_premerged_checkpoint() {
             }
         }
         let key = |part: &str| format!("diffusion_model.{official}.{part}");
-        lora.push((key("lora_down.weight"), vec![rank, inp], down));
-        lora.push((key("lora_up.weight"), vec![out, rank], up));
-        lora.push((key("alpha"), vec![], vec![alpha]));
+        lora.insert(key("lora_down.weight"), (vec![rank, inp], down));
+        lora.insert(key("lora_up.weight"), (vec![out, rank], up));
+        lora.insert(key("alpha"), (vec![], vec![alpha]));
     }
     let (shape, bias) = weights.get_mut("blocks.0.attn1.to_q.bias").unwrap();
     let diff = pseudo_random(shape[0], 9);
     for (b, d) in bias.iter_mut().zip(&diff) {
         *b += strength * d;
     }
-    lora.push((
+    lora.insert(
         "diffusion_model.blocks.0.self_attn.q.diff_b".to_owned(),
-        shape.clone(),
-        diff,
-    ));
+        (shape.clone(), diff),
+    );
     let lora_path = dir.path().join("lora.safetensors");
-    write_tensors(&lora_path, &lora);
+    tensor_io::write(&lora_path, &lora).unwrap();
     let merged_path = dir.path().join("merged.safetensors");
-    let merged: Vec<_> = weights
-        .into_iter()
-        .map(|(k, (shape, values))| (k, shape, values))
-        .collect();
-    write_tensors(&merged_path, &merged);
+    tensor_io::write(&merged_path, &weights).unwrap();
 
     let config = TransformerConfig::from_file(&fixture("wan_t2v_tiny.config.json")).unwrap();
     let io = io("wan_t2v_tiny");
@@ -687,21 +621,17 @@ fn a_lora_merges_like_a_premerged_checkpoint() {
 
     // A LoRA for a layer the model lacks is named.
     let stray = dir.path().join("stray.safetensors");
-    write_tensors(
-        &stray,
-        &[
-            (
-                "diffusion_model.blocks.7.self_attn.q.lora_down.weight".to_owned(),
-                vec![1, 64],
-                vec![0.0; 64],
-            ),
-            (
-                "diffusion_model.blocks.7.self_attn.q.lora_up.weight".to_owned(),
-                vec![64, 1],
-                vec![0.0; 64],
-            ),
-        ],
-    );
+    let stray_lora = TensorMap::from([
+        (
+            "diffusion_model.blocks.7.self_attn.q.lora_down.weight".to_owned(),
+            (vec![1, 64], vec![0.0; 64]),
+        ),
+        (
+            "diffusion_model.blocks.7.self_attn.q.lora_up.weight".to_owned(),
+            (vec![64, 1], vec![0.0; 64]),
+        ),
+    ]);
+    tensor_io::write(&stray, &stray_lora).unwrap();
     let err = WanTransformer::<Cpu>::load(
         config.clone(),
         Weights::open(&fixture("wan_t2v_tiny.weights.safetensors"))

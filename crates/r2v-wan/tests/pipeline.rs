@@ -9,38 +9,21 @@ use r2v_wan::config::TransformerConfig;
 use r2v_wan::dit::WanTransformer;
 use r2v_wan::pipeline::{Generation, Method, Pipeline, ReferenceOrder, RgbImage, Sampler, canvas};
 use r2v_wan::scheduler::Schedule;
+use r2v_wan::tensor_io::{self, TensorMap};
 use r2v_wan::vae::{VaeConfig, WanVae};
 use r2v_wan::weights::Weights;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-type Io = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipeline")
 }
 
-fn io() -> Io {
-    let bytes = std::fs::read(dir().join("wan_vace_r2v_pipeline_tiny.io.safetensors")).unwrap();
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    tensors
-        .tensors()
-        .into_iter()
-        .map(|(k, v)| {
-            let values = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (k, (v.shape().to_vec(), values))
-        })
-        .collect()
+fn io() -> TensorMap {
+    tensor_io::read(&dir().join("wan_vace_r2v_pipeline_tiny.io.safetensors")).unwrap()
 }
 
-fn tensor<const D: usize>(io: &Io, key: &str) -> Tensor<Cpu, D> {
-    let (shape, values) = &io[key];
-    let shape: [usize; D] = shape.clone().try_into().unwrap();
-    Tensor::from_data(TensorData::new(values.clone(), shape), &Default::default())
+fn tensor<const D: usize>(io: &TensorMap, key: &str) -> Tensor<Cpu, D> {
+    tensor_io::tensor(io, key, &Default::default()).unwrap()
 }
 
 fn pipeline(method: Method) -> Pipeline<Cpu> {
@@ -68,7 +51,7 @@ fn pipeline(method: Method) -> Pipeline<Cpu> {
     Pipeline::new(transformer, vae, method).unwrap()
 }
 
-fn image(io: &Io, j: usize) -> RgbImage {
+fn image(io: &TensorMap, j: usize) -> RgbImage {
     let (shape, values) = &io[&format!("ref_image_{j}_hwc_u8")];
     RgbImage {
         height: shape[0],
@@ -92,7 +75,7 @@ fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
     t.into_data().to_vec::<f32>().unwrap()
 }
 
-fn generation(io: &Io, sampler: Sampler, guidance: f32) -> Generation<Cpu> {
+fn generation(io: &TensorMap, sampler: Sampler, guidance: f32) -> Generation<Cpu> {
     Generation {
         prompt: tensor(io, "prompt_embeds"),
         negative: Some(tensor(io, "negative_prompt_embeds")),
@@ -120,7 +103,9 @@ fn references_and_control_match_diffusers() {
     }
     let pipeline = pipeline(VACE);
     let g = generation(&io, Sampler::flash(4, 5.0), 1.0);
-    let refs = pipeline.encode_references(&g).unwrap();
+    let refs = pipeline
+        .encode_references(&g.references, 32, 32, &Default::default())
+        .unwrap();
     for (j, r) in refs.iter().enumerate() {
         assert_close(
             &values(r.clone()),

@@ -1,9 +1,7 @@
 //! The `serve`, `keys` and `worker` subcommands: configuration resolution (flags >
 //! environment > TOML file > defaults) and wiring around `r2v-server` and `r2v-worker`.
 
-use crate::cli::{
-    DtypeArg, EngineArg, KeysArgs, KeysCommand, ServeArgs, WanEngineArgs, WorkerArgs,
-};
+use crate::cli::{EngineArg, KeysArgs, KeysCommand, ServeArgs, WanEngineArgs, WorkerArgs};
 use crate::commands::Exit;
 use anyhow::{Context, bail};
 use r2v_engine::Engine;
@@ -33,10 +31,9 @@ pub fn engine(choice: EngineArg, wan: &WanEngineArgs) -> anyhow::Result<Arc<dyn 
                 );
             };
             let options = WanOptions {
-                precision: match wan.wan_dtype {
-                    Some(DtypeArg::Bf16) => r2v_wan::Precision::Bf16,
-                    _ => r2v_wan::Precision::F32,
-                },
+                precision: wan
+                    .wan_dtype
+                    .map_or(r2v_wan::Precision::F32, crate::wan::precision),
                 memory_budget: wan
                     .memory_budget_gb
                     .map(|g| (g * f64::from(1u32 << 30)) as u64),

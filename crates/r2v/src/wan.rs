@@ -16,7 +16,8 @@ use r2v_wan::scheduler::Schedule;
 use r2v_wan::tensor_io::{self, TensorMap};
 use r2v_wan::vae::{Tiling, WanVae};
 
-fn precision(dtype: DtypeArg) -> Precision {
+/// The precision a `--dtype`/`--wan-dtype` names.
+pub fn precision(dtype: DtypeArg) -> Precision {
     match dtype {
         DtypeArg::F32 => Precision::F32,
         DtypeArg::Bf16 => Precision::Bf16,

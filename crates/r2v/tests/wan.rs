@@ -4,6 +4,7 @@
 
 mod util;
 
+use r2v_wan::tensor_io::{self, TensorMap};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
@@ -13,15 +14,9 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 /// The `name` tensor of a safetensors file as f32.
-fn read(path: &std::path::Path, name: &str) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    file.tensor(name)
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+fn read(path: &Path, name: &str) -> Vec<f32> {
+    let mut tensors = tensor_io::read(path).unwrap();
+    tensors.remove(name).unwrap_or_else(|| panic!("{name}")).1
 }
 
 /// Runs `r2v wan forward` and returns its output file.
@@ -73,36 +68,14 @@ fn relative_worst(got: &[f32], want: &[f32]) -> f32 {
     worst / scale
 }
 
-/// Writes f32 tensors to a safetensors file.
-fn write_tensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
-        let view =
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data);
-        (*name, view.unwrap())
-    });
-    safetensors::serialize_to_file(views, None, path).unwrap();
-}
-
 #[test]
 fn wan_forward_reproduces_every_fixture() {
     let dir = tempfile::tempdir().unwrap();
     // The 2.2 fixture decodes its μ; the command reads `z`.
     let mu22 = dir.path().join("mu22.safetensors");
-    {
-        let io = std::fs::read(fixture("wan22_vae_tiny.io.safetensors")).unwrap();
-        let io = safetensors::SafeTensors::deserialize(&io).unwrap();
-        let mu = io.tensor("mu").unwrap();
-        let values: Vec<f32> = mu
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        write_tensors(&mu22, &[("z", mu.shape().to_vec(), values)]);
-    }
+    let mut io22 = tensor_io::read(&fixture("wan22_vae_tiny.io.safetensors")).unwrap();
+    let z = io22.remove("mu").unwrap();
+    tensor_io::write(&mu22, &TensorMap::from([("z".to_owned(), z)])).unwrap();
     let io = |name: &str| fixture(&format!("{name}.io.safetensors"));
     // (module, config and weights, inputs, output name, reference, tolerance × max|ref|)
     let cases: [(&str, &str, PathBuf, &str, &str, f32); 11] = [
@@ -216,14 +189,18 @@ fn wan_forward_loads_official_key_names() {
     let mut context = read(&io, "context");
     context.resize(12 * 32, 0.0);
     let inputs = dir.path().join("inputs.safetensors");
-    write_tensors(
-        &inputs,
-        &[
-            ("hidden_states", vec![1, 4, 3, 8, 8], read(&io, "x")),
-            ("timestep", vec![1], read(&io, "t")),
-            ("encoder_hidden_states", vec![1, 12, 32], context),
-        ],
-    );
+    let tensors = TensorMap::from([
+        (
+            "hidden_states".to_owned(),
+            (vec![1, 4, 3, 8, 8], read(&io, "x")),
+        ),
+        ("timestep".to_owned(), (vec![1], read(&io, "t"))),
+        (
+            "encoder_hidden_states".to_owned(),
+            (vec![1, 12, 32], context),
+        ),
+    ]);
+    tensor_io::write(&inputs, &tensors).unwrap();
     let out = forward(
         dir.path(),
         "dit",
