@@ -4,7 +4,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VENV="${TORCH_VENV:-/work/main/.venv-torch}"
+VENV="${TORCH_VENV:-$REPO/.venv-torch}"
 PYTHON="${PYTHON:-python3}"
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -20,7 +20,7 @@ fi
 "$VENV/bin/python" -m pip install --upgrade pip
 # The torch wheel is CUDA-linked (~5.7 GB with its nvidia-* deps); that is expected.
 "$VENV/bin/python" -m pip install "${FIND_LINKS[@]}" \
-    torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 safetensors numpy
+    torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 Pillow==13.0.0 safetensors numpy
 
 "$VENV/bin/python" - <<'PY'
 import torch, diffusers, transformers, safetensors, numpy

@@ -116,6 +116,12 @@ pub enum RequestError {
         /// What failed, for the operator; safe to show to the client.
         message: String,
     },
+    /// Something failed on our side in a way that another attempt would repeat (the model
+    /// refused the plan's shapes, a configuration error): 500 at once, without retries.
+    Fatal {
+        /// What failed; safe to show to the client.
+        message: String,
+    },
 }
 
 impl RequestError {
@@ -125,7 +131,7 @@ impl RequestError {
             Self::Invalid(_) | Self::ContentPolicy(_) => 422,
             Self::TooLarge { .. } => 413,
             Self::Cancelled => 499,
-            Self::Internal { .. } => 500,
+            Self::Internal { .. } | Self::Fatal { .. } => 500,
         }
     }
 
@@ -136,7 +142,7 @@ impl RequestError {
             Self::ContentPolicy(_) => "content_policy_violation",
             Self::TooLarge { .. } => "request_too_large",
             Self::Cancelled => "client_cancelled",
-            Self::Internal { .. } => "internal_error",
+            Self::Internal { .. } | Self::Fatal { .. } => "internal_error",
         }
     }
 
@@ -153,7 +159,7 @@ impl RequestError {
                 "detail": "Request was cancelled by the client",
                 "error_type": self.error_type(),
             }),
-            Self::Internal { message } => json!({
+            Self::Internal { message } | Self::Fatal { message } => json!({
                 "detail": message,
                 "error_type": self.error_type(),
             }),
@@ -171,7 +177,7 @@ impl RequestError {
             Self::ContentPolicy(detail) => detail.msg.clone(),
             Self::TooLarge { limit } => format!("request body over {limit} bytes"),
             Self::Cancelled => "cancelled by the client".to_owned(),
-            Self::Internal { message } => message.clone(),
+            Self::Internal { message } | Self::Fatal { message } => message.clone(),
         }
     }
 }

@@ -71,9 +71,14 @@ pub enum EngineError {
     /// Media I/O failed (the encoder died, a frame could not be written).
     #[error(transparent)]
     Media(#[from] r2v_media::MediaError),
-    /// The model failed (a message safe to show the client).
+    /// The model failed in a way another attempt may not (a device error; a message safe
+    /// to show the client): retried.
     #[error("model: {0}")]
     Model(String),
+    /// The model refused this plan in a way every attempt would repeat (a shape or
+    /// configuration error): failed at once, not retried.
+    #[error("model: {0}")]
+    Refused(String),
 }
 
 /// A video generator.

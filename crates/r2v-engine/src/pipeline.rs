@@ -14,6 +14,7 @@ use r2v_media::reference::{LoadError, LoadedMedia, ReferenceLoader};
 use r2v_media::video::{self, EncodeSettings, Mp4Encoder};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Longest side of reference images as the preview samples them.
 const REFERENCE_MAX_SIDE: u32 = 1280;
@@ -69,23 +70,32 @@ pub struct Generator {
     loader: ReferenceLoader,
     safety: SafetyPolicy,
     x264_preset: String,
+    stall_timeout: Duration,
 }
 
 impl Generator {
     /// A generator that renders with `engine` and loads references with `loader`.
     pub fn new(engine: Arc<dyn Engine>, loader: ReferenceLoader, safety: SafetyPolicy) -> Self {
-        let x264_preset = EncodeSettings::new(2, 2, 1).preset;
+        let defaults = EncodeSettings::new(2, 2, 1);
         Self {
             engine,
             loader,
             safety,
-            x264_preset,
+            x264_preset: defaults.preset,
+            stall_timeout: defaults.stall_timeout,
         }
     }
 
     /// Uses another x264 preset (speed against file size; the format is the same).
     pub fn with_x264_preset(mut self, preset: String) -> Self {
         self.x264_preset = preset;
+        self
+    }
+
+    /// How long the encoder may block on one frame (or on finishing) before it counts as
+    /// hung. The engine's own time between frames never counts.
+    pub fn with_encoder_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
         self
     }
 
@@ -166,14 +176,18 @@ impl Generator {
         match self.engine.render(&plan, &references, ctx, &mut encoder) {
             Ok(()) => {}
             Err(EngineError::Cancelled) => return Err(RequestError::Cancelled),
-            Err(EngineError::Model(message)) => {
+            Err(error @ (EngineError::Model(_) | EngineError::Refused(_))) => {
+                let message = error.to_string();
                 if let Some(enc) = encoder.encoder.take() {
                     enc.abort(MediaError::io(
                         "the engine failed",
                         std::io::Error::other(message.clone()),
                     ));
                 }
-                return Err(RequestError::Internal { message });
+                return Err(match error {
+                    EngineError::Refused(_) => RequestError::Fatal { message },
+                    _ => RequestError::Internal { message },
+                });
             }
             Err(EngineError::Media(error)) => {
                 let error = match encoder.encoder.take() {
@@ -215,6 +229,7 @@ impl Generator {
     pub fn encode_settings(&self, plan: &Plan) -> EncodeSettings {
         let mut settings = EncodeSettings::new(plan.width, plan.height, plan.fps);
         settings.preset = self.x264_preset.clone();
+        settings.stall_timeout = self.stall_timeout;
         settings.comment = format!("r2v {} engine, seed {}", self.engine.name(), plan.seed);
         settings
     }

@@ -2,29 +2,45 @@
 //!
 //! Every call gets explicit arguments, a cleared environment, its own process group,
 //! resource limits (address space, CPU time, no core dumps), death with its parent, and
-//! a wall-clock timeout enforced by a watchdog thread that kills the whole group. stderr
-//! is drained concurrently and its tail is kept for the error. A [`Subprocess`] that is
-//! dropped unfinished is killed and reaped, so no zombie outlives it.
+//! a timeout enforced by a watchdog thread that kills the whole group. The watchdog's
+//! [`Clock`] is either the wall clock since the spawn (probes, decodes), or only the time
+//! the caller spends waiting on the child (the encoder: a stdin write that does not go
+//! through, or the wait after the last frame), so that a slow producer of frames is never
+//! mistaken for a hung ffmpeg. stderr is drained concurrently and its tail is kept for the
+//! error. A [`Subprocess`] that is dropped unfinished is killed and reaped, so no zombie
+//! outlives it.
 
 use crate::error::MediaError;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes of stderr kept for error messages.
 const STDERR_TAIL: usize = 2048;
 
+/// What the watchdog's timeout measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Time since the spawn.
+    WallClock,
+    /// Time the caller has been waiting on the child without a break: one stdin write
+    /// ([`Subprocess::write`]), or [`Subprocess::finish`]. Time between writes is the
+    /// caller's, not the child's, and does not count.
+    Stall,
+}
+
 /// Resource limits for one subprocess.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Wall-clock limit; the process group is killed when it passes.
+    /// The process group is killed when this passes on the [`Clock`].
     pub timeout: Duration,
+    /// How `timeout` is measured.
+    pub clock: Clock,
     /// `RLIMIT_AS`, in bytes.
     pub max_address_space: u64,
     /// `RLIMIT_CPU`, in seconds.
@@ -38,19 +54,79 @@ impl Limits {
     pub fn probe() -> Self {
         Self {
             timeout: Duration::from_secs(20),
+            clock: Clock::WallClock,
             max_address_space: 2 << 30,
             max_cpu_seconds: 30,
             max_stdout: 1 << 20,
         }
     }
 
-    /// Limits for decoding or encoding video.
+    /// Limits for decoding video.
     pub fn transcode() -> Self {
         Self {
             timeout: Duration::from_secs(600),
+            clock: Clock::WallClock,
             max_address_space: 16 << 30,
             max_cpu_seconds: 1800,
             max_stdout: 1 << 30,
+        }
+    }
+
+    /// Limits for encoding frames that arrive as fast as an engine renders them: a stall
+    /// of `stall` (a frame write or the final wait that does not finish) kills ffmpeg, but
+    /// a render of any length does not. CPU time stays capped.
+    pub fn encode(stall: Duration) -> Self {
+        Self {
+            timeout: stall,
+            clock: Clock::Stall,
+            ..Self::transcode()
+        }
+    }
+}
+
+/// What the watchdog thread watches.
+#[derive(Default)]
+struct Watch {
+    state: Mutex<WatchState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// Since when the caller has been waiting on the child, if it is.
+    waiting_since: Option<Instant>,
+    /// The child is finished; the watchdog leaves.
+    stopped: bool,
+}
+
+impl Watch {
+    fn set(&self, update: impl FnOnce(&mut WatchState)) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        update(&mut state);
+        self.changed.notify_all();
+    }
+
+    /// Waits until stopped (`false`) or until the caller has waited `timeout` on the
+    /// child (`true`).
+    fn expired(&self, timeout: Duration) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.stopped {
+                return false;
+            }
+            state = match state.waiting_since {
+                None => self.changed.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(since) => {
+                    let elapsed = since.elapsed();
+                    if elapsed >= timeout {
+                        return true;
+                    }
+                    self.changed
+                        .wait_timeout(state, timeout - elapsed)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 }
@@ -83,7 +159,8 @@ pub struct Subprocess {
     stdin: Option<ChildStdin>,
     stdout: Option<StdoutReader>,
     stderr: Option<JoinHandle<Vec<u8>>>,
-    watchdog: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    watch: Arc<Watch>,
+    watchdog: Option<JoinHandle<()>>,
     timed_out: Arc<AtomicBool>,
     limits: Limits,
 }
@@ -164,11 +241,15 @@ impl Subprocess {
             tail
         });
         let timed_out = Arc::new(AtomicBool::new(false));
-        let (stop, stopped) = mpsc::channel::<()>();
+        let watch = Arc::new(Watch::default());
+        if limits.clock == Clock::WallClock {
+            watch.set(|s| s.waiting_since = Some(Instant::now()));
+        }
         let pgid = child.id() as libc::pid_t;
         let flag = timed_out.clone();
+        let watched = watch.clone();
         let watchdog = std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(limits.timeout) {
+            if watched.expired(limits.timeout) {
                 flag.store(true, Ordering::SeqCst);
                 kill_group(pgid);
             }
@@ -179,30 +260,50 @@ impl Subprocess {
             stdin,
             stdout: Some(stdout),
             stderr: Some(stderr),
-            watchdog: Some((stop, watchdog)),
+            watch,
+            watchdog: Some(watchdog),
             timed_out,
             limits,
         })
     }
 
-    /// The pipe to the child's stdin, when it was started with one.
-    pub fn stdin(&mut self) -> Option<&mut ChildStdin> {
-        self.stdin.as_mut()
+    /// Writes all of `bytes` to the child's stdin. With [`Clock::Stall`] the watchdog
+    /// counts only while this call waits.
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "started without stdin")
+        })?;
+        if self.limits.clock == Clock::Stall {
+            self.watch.set(|s| s.waiting_since = Some(Instant::now()));
+        }
+        let written = stdin.write_all(bytes);
+        if self.limits.clock == Clock::Stall {
+            self.watch.set(|s| s.waiting_since = None);
+        }
+        written
+    }
+
+    /// Ends the watchdog thread (the child is gone or being reaped).
+    fn stop_watchdog(&mut self) {
+        self.watch.set(|s| s.stopped = true);
+        if let Some(handle) = self.watchdog.take() {
+            let _ = handle.join();
+        }
     }
 
     /// Closes stdin, waits for the child, and returns its stdout when it exited with 0.
     pub fn finish(mut self) -> Result<Vec<u8>, MediaError> {
         drop(self.stdin.take());
+        if self.limits.clock == Clock::Stall {
+            self.watch.set(|s| s.waiting_since = Some(Instant::now()));
+        }
         let mut child = self.child.take().expect("finish runs once");
         // Wait without reaping, so the group id cannot be reused, then kill whatever the
         // leader left behind in its group, then reap.
         wait_exited_unreaped(child.id() as libc::pid_t);
         kill_group(child.id() as libc::pid_t);
         let status = child.wait();
-        if let Some((stop, handle)) = self.watchdog.take() {
-            drop(stop);
-            let _ = handle.join();
-        }
+        self.stop_watchdog();
         let stderr_tail = self
             .stderr
             .take()
@@ -254,10 +355,7 @@ impl Drop for Subprocess {
             kill_group(child.id() as libc::pid_t);
             let _ = child.wait();
         }
-        if let Some((stop, handle)) = self.watchdog.take() {
-            drop(stop);
-            let _ = handle.join();
-        }
+        self.stop_watchdog();
     }
 }
 

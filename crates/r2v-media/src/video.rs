@@ -8,6 +8,7 @@ use crate::probe;
 use image::RgbImage;
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 /// Interleaved signed 16-bit PCM.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,10 @@ pub struct EncodeSettings {
     pub threads: u32,
     /// Written into the file's `comment` tag.
     pub comment: String,
+    /// How long one frame write (or the final wait) may block before ffmpeg counts as hung
+    /// and is killed. Time the engine spends between frames does not count, so a render
+    /// may take as long as it takes.
+    pub stall_timeout: Duration,
 }
 
 impl EncodeSettings {
@@ -50,6 +55,7 @@ impl EncodeSettings {
             preset: "veryfast".to_owned(),
             threads: 4,
             comment: String::new(),
+            stall_timeout: Duration::from_secs(600),
         }
     }
 
@@ -77,7 +83,8 @@ impl Mp4Encoder {
         let audio_file = audio.map(write_pcm).transpose()?;
         let audio_input = audio.zip(audio_file.as_ref().map(|f| f.path()));
         let args = encode_args(settings, audio_input, output);
-        let process = Subprocess::spawn(&tools.ffmpeg, &args, Limits::transcode(), true)?;
+        let limits = Limits::encode(settings.stall_timeout);
+        let process = Subprocess::spawn(&tools.ffmpeg, &args, limits, true)?;
         Ok(Self {
             process,
             frame_bytes: settings.frame_bytes(),
@@ -89,8 +96,7 @@ impl Mp4Encoder {
     /// Writes one RGB24 frame of exactly width×height×3 bytes.
     pub fn write_frame(&mut self, rgb: &[u8]) -> Result<(), MediaError> {
         assert_eq!(rgb.len(), self.frame_bytes, "frame has the wrong size");
-        let stdin = self.process.stdin().expect("the encoder has a stdin pipe");
-        stdin.write_all(rgb).map_err(|e| {
+        self.process.write(rgb).map_err(|e| {
             MediaError::io(
                 format!("writing frame {} to ffmpeg", self.frames_written),
                 e,

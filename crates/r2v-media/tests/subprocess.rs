@@ -3,7 +3,7 @@
 //! failures that are not the file's fault stay internal.
 
 use r2v_media::MediaError;
-use r2v_media::ffmpeg::{Limits, run};
+use r2v_media::ffmpeg::{Limits, Subprocess, run};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -105,4 +105,44 @@ fn a_missing_program_is_a_spawn_error() {
         err.to_string().starts_with("could not run ffmpeg:"),
         "{err}"
     );
+}
+
+/// The encoder's clock: a producer that pauses longer than the timeout between writes is
+/// not a hung child, but a write the child does not take within the timeout is.
+#[test]
+fn the_stall_clock_counts_only_waits_on_the_child() {
+    let limits = Limits::encode(Duration::from_millis(400));
+    let shell = Path::new("/bin/sh");
+    let mut reader =
+        Subprocess::spawn(shell, &["-c".into(), "wc -c".into()], limits, true).unwrap();
+    for _ in 0..3 {
+        // Three pauses of 2.5 timeouts each: over the limit in all, and each on its own.
+        std::thread::sleep(Duration::from_millis(1000));
+        reader.write(&[7u8; 1000]).unwrap();
+    }
+    let out = reader.finish().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "3000");
+
+    // A child that never reads: the pipe fills, the write blocks, the watchdog kills it.
+    let mut stuck =
+        Subprocess::spawn(shell, &["-c".into(), "sleep 300".into()], limits, true).unwrap();
+    let started = Instant::now();
+    let written = stuck.write(&vec![0u8; 4 << 20]);
+    assert!(written.is_err(), "the write cannot complete");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let err = stuck.finish().unwrap_err();
+    assert!(matches!(err, MediaError::Timeout { .. }), "{err}");
+
+    // A child that hangs after its input is closed is killed while `finish` waits.
+    let hangs = Subprocess::spawn(
+        shell,
+        &["-c".into(), "cat >/dev/null; sleep 300".into()],
+        limits,
+        true,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let err = hangs.finish().unwrap_err();
+    assert!(matches!(err, MediaError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -54,6 +54,14 @@ pub struct ServerConfig {
     pub engine: Option<String>,
     /// The wan engine's checkpoint directory.
     pub model_dir: Option<PathBuf>,
+    /// Where the wan engine runs: `auto`, `cpu`, `cuda[:N]` or `wgpu[:N]` (the binary checks it).
+    pub device: Option<String>,
+    /// Where GPU kernels and autotune results are kept; else `kernels/` in `data_dir`.
+    pub kernel_cache: Option<PathBuf>,
+    /// Precision of the wan engine's DiT and text encoder: `f32` or `bf16`.
+    pub wan_dtype: Option<String>,
+    /// Memory the wan engine may plan for, in GiB.
+    pub memory_budget_gb: Option<f64>,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +84,10 @@ impl Default for ServerConfig {
             webhook_max_attempts: 10,
             engine: None,
             model_dir: None,
+            device: None,
+            kernel_cache: None,
+            wan_dtype: None,
+            memory_budget_gb: None,
         }
     }
 }

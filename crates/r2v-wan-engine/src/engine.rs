@@ -1,159 +1,190 @@
-//! [`WanEngine`]: renders a [`Plan`] with a Wan reference-to-video checkpoint.
+//! [`WanEngine`]: renders a [`Plan`] with a Wan reference-to-video checkpoint on any burn
+//! backend; [`open`] picks the backend for a device and boxes the engine behind [`Engine`].
 //!
 //! Per shot: the shot's text (the preamble, then the shot) and the negative prompt go
 //! through umT5; every reference (a still, or the middle frame of a reference video) is
 //! a reference image; the noise comes from the plan's seed and the shot's index; the
-//! preset picks the sampler (flash: 4 Euler steps over LightX2V's σ list without CFG, with
-//! the directory's LoRA if it has one; standard: UniPC with CFG). The model generates at its
-//! own size and rate (`max_area`, 16 fps) and decodes in 256-px tiles (diffusers' tiling), so
-//! the VAE's memory does not grow with the frame size; the decoded frames are scaled (cover, then
-//! centre-crop) to the output size and re-timed to 30 fps by nearest frame. Shots are joined
-//! with hard cuts, so the total is the plan's frame count.
+//! preset picks the sampler (`ModelDir::sampler`: flash is 4 Euler steps over LightX2V's
+//! fixed σ list without CFG, with the directory's LoRA if it has one; standard is UniPC with
+//! CFG). The model generates at its own size and rate (`max_area`, 16 fps) and decodes in
+//! 256-px tiles (diffusers' tiling), so the VAE's memory does not grow with the frame size;
+//! the decoded frames are scaled (cover, then centre-crop) to the output size and re-timed
+//! to 30 fps by nearest frame. Shots are joined with hard cuts, so the total is the plan's
+//! frame count.
+//!
+//! Memory: the budget is the device's (its free memory when the engine opens, or the
+//! operator's `--memory-budget-gb`). The DiT and the VAE stay resident; umT5 too when it
+//! fits, else each request loads it for its text stage ([`memory::Plan`]). Each render
+//! reserves its working memory in a [`MemoryGate`] first, so renders on one engine queue
+//! rather than oversubscribe the device.
 
-use crate::memory::{self, Parameters};
+use crate::memory::{self, Footprint, MemoryGate, Parameters, WeightBytes, Working};
+use burn::prelude::*;
 use image::{DynamicImage, RgbImage as Frame, imageops::FilterType};
 use r2v_api::{ErrorDetail, LocItem, Preset, RequestError};
 use r2v_engine::engine::{Engine, EngineError, FrameSink, LogLevel, ReferenceMedia, RenderCtx};
 use r2v_engine::plan::Plan;
-use r2v_wan::dit::WanTransformer;
-use r2v_wan::lora::Lora;
-use r2v_wan::model_dir::{ConditioningKind, ModelDir};
-use r2v_wan::pipeline::{Generation, Method, Pipeline, ReferenceOrder, RgbImage, Sampler};
-use r2v_wan::scheduler::Schedule;
+use r2v_wan::device::{Device, OnDevice};
+use r2v_wan::model_dir::{LoadOptions, ModelDir, SamplingPreset};
+use r2v_wan::pipeline::{Generation, Method, Pipeline, RgbImage};
 use r2v_wan::text::TextEncoder;
-use r2v_wan::vae::{Tiling, WanVae};
-use r2v_wan::{Cpu, Precision, WanError};
+use r2v_wan::vae::Tiling;
+use r2v_wan::{Precision, WanError};
 use std::path::Path;
-use std::sync::Mutex;
-
-type B = Cpu;
-
-/// Steps of the flash preset (LightX2V's 4-step distillation).
-const FLASH_STEPS: usize = 4;
-/// Steps of the standard preset unless `r2v.json` says otherwise.
-const STANDARD_STEPS: usize = 30;
-/// Guidance of the standard preset unless `r2v.json` says otherwise.
-const STANDARD_GUIDANCE: f32 = 5.0;
+use std::sync::{Arc, Mutex};
 
 /// How the engine is set up.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct WanOptions {
-    /// Precision of the DiT and the text encoder (the VAE stays f32).
-    pub precision: Precision,
-    /// Bytes a generation may need; `None`: the machine's RAM.
+    /// Precision of the DiT and the text encoder (the VAE stays f32); `None`: the device's
+    /// default (bf16 on CUDA, f32 elsewhere).
+    pub precision: Option<Precision>,
+    /// Bytes the engine may use on its device; `None`: what the device had free when the
+    /// engine opened.
     pub memory_budget: Option<u64>,
 }
 
-/// A loaded checkpoint behind the [`Engine`] trait. Weights load once, in [`WanEngine::open`].
-pub struct WanEngine {
+/// umT5: loaded once, or for each request's text stage.
+enum TextStage<B: Backend> {
+    Resident(Mutex<TextEncoder<B>>),
+    OnDemand,
+}
+
+/// A loaded checkpoint on one device, behind the [`Engine`] trait.
+pub struct WanEngine<B: Backend> {
     dir: ModelDir,
+    device: Device,
+    backend_device: B::Device,
     parameters: Parameters,
     precision: Precision,
-    budget: u64,
-    text: Mutex<TextEncoder<B>>,
+    plan: memory::Plan,
+    gate: MemoryGate,
+    text: TextStage<B>,
     standard: Pipeline<B>,
     /// The flash preset's pipeline when the directory has a flash LoRA.
     flash: Option<Pipeline<B>>,
-}
-
-/// This machine's RAM, from `/proc/meminfo`.
-fn total_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 fn gib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1u32 << 30)
 }
 
-impl WanEngine {
-    /// Inspects `path`, checks that a 5 s generation fits the budget, and loads the weights.
-    pub fn open(path: &Path, options: WanOptions) -> Result<Self, WanError> {
+/// Opens the engine for `path` on `device`, with the backend that device needs.
+pub fn open(
+    path: &Path,
+    device: &Device,
+    options: WanOptions,
+) -> Result<Arc<dyn Engine>, WanError> {
+    struct Open<'a> {
+        path: &'a Path,
+        device: &'a Device,
+        options: WanOptions,
+    }
+    impl OnDevice for Open<'_> {
+        type Output = Result<Arc<dyn Engine>, WanError>;
+        fn run<B: Backend>(self, backend_device: B::Device) -> Self::Output {
+            let engine =
+                WanEngine::<B>::open(self.path, self.device.clone(), backend_device, self.options)?;
+            Ok(Arc::new(engine))
+        }
+    }
+    device.run(Open {
+        path,
+        device,
+        options,
+    })
+}
+
+impl<B: Backend> WanEngine<B> {
+    /// Inspects `path`, plans memory for a 5 s generation on `device`, and loads the
+    /// weights there.
+    pub fn open(
+        path: &Path,
+        device: Device,
+        backend_device: B::Device,
+        options: WanOptions,
+    ) -> Result<Self, WanError> {
         let dir = ModelDir::open(path)?;
-        let Some((text_part, tokenizer)) = dir.text.clone() else {
+        if dir.text.is_none() {
             return Err(WanError::Config(format!(
                 "{} has no text_encoder/ and tokenizer/: the engine needs them to read prompts",
                 path.display()
             )));
-        };
+        }
+        let precision = options
+            .precision
+            .unwrap_or_else(|| device.kind.default_precision());
+        if !device.kind.supports(precision) {
+            return Err(WanError::Device(format!(
+                "{device} does not compute in bf16; use --wan-dtype f32"
+            )));
+        }
         let (parameters, _) = memory::parameters(&dir)?;
         let budget = options
             .memory_budget
-            .or_else(total_memory)
+            .or_else(|| device.memory.map(|m| m.available))
+            .or_else(|| r2v_wan::device::host_memory().map(|m| m.available))
             .unwrap_or(u64::MAX);
-        let engine_size = Self::size_for(&dir, 16.0 / 9.0);
-        let needed = memory::peak_bytes(
-            &dir,
-            &parameters,
-            options.precision,
-            (engine_size.0, engine_size.1, 81, 1),
-        );
-        if needed > budget {
+        let flash_lora = dir.flash_lora_weights()?;
+        let copies = if flash_lora.is_some() { 2 } else { 1 };
+        let weights = WeightBytes::of(&parameters, precision, copies);
+        let (gw, gh) = Self::size_for(&dir, 16.0 / 9.0);
+        let five_seconds = memory::working(&dir, (gw, gh, 81, 1));
+        let Some(plan) = memory::Plan::new(&weights, &five_seconds, device.kind, budget) else {
+            let needed = Footprint::of(&weights, &five_seconds, device.kind).device;
             return Err(WanError::Config(format!(
-                "{} needs about {:.1} GiB for a 5 s generation at {}×{}, over the memory budget of {:.1} GiB; \
+                "{} needs about {:.1} GiB on {device} for a 5 s generation at {gw}×{gh}, over the memory budget of {:.1} GiB; \
                  lower max_area in r2v.json, use --wan-dtype bf16, or raise --memory-budget-gb",
                 path.display(),
                 gib(needed),
-                engine_size.0,
-                engine_size.1,
                 gib(budget)
             )));
-        }
-        let device = Default::default();
-        let text_len = dir.settings.text_len.unwrap_or(512);
-        let text = TextEncoder::<B>::load(
-            &tokenizer,
-            dir.text_config()?
-                .expect("the directory has a text encoder"),
-            dir.weights(&text_part, options.precision)?,
-            text_len,
-            &device,
-        )?;
-        let method = match dir.kind {
-            ConditioningKind::Vace => Method::Vace {
-                scale: 1.0,
-                order: ReferenceOrder::Diffusers,
-            },
-            ConditioningKind::Phantom => Method::Phantom {
-                image_guidance: 5.0,
-            },
         };
-        let load = |lora: Option<Lora>| -> Result<Pipeline<B>, WanError> {
-            let mut weights = dir.weights(&dir.transformer, options.precision)?;
-            if let Some(lora) = lora {
-                weights = weights.with_lora(lora);
-            }
-            let transformer =
-                WanTransformer::load(dir.transformer_config.clone(), weights, &device)?;
-            let vae = WanVae::load(
-                dir.vae_config.clone(),
-                dir.weights(&dir.vae, Precision::F32)?,
-                &device,
-            )?;
-            Ok(Pipeline::new(transformer, vae, method)?.with_vae_tiling(Some(Tiling::default())))
+        let load = LoadOptions {
+            precision,
+            attention: device.kind.attention(),
         };
-        let standard = load(None)?;
-        let flash = dir
-            .flash_lora()
-            .map(|path| load(Some(Lora::open(&path, 1.0)?)))
-            .transpose()?;
+        let text = if plan.text_resident {
+            TextStage::Resident(Mutex::new(dir.text_encoder(precision, &backend_device)?))
+        } else {
+            TextStage::OnDemand
+        };
+        let pipeline = |lora| -> Result<Pipeline<B>, WanError> {
+            Ok(dir
+                .pipeline(load, dir.method(), lora, &backend_device)?
+                .with_vae_tiling(Some(Tiling::default())))
+        };
+        let standard = pipeline(None)?;
+        let flash = flash_lora.map(|lora| pipeline(Some(lora))).transpose()?;
         tracing::info!(
             dir = %path.display(),
             kind = %memory::kind(&dir),
+            %device,
+            dtype = ?precision,
+            budget_gib = gib(plan.budget),
+            resident_gib = gib(plan.resident),
+            text_encoder = if plan.text_resident { "resident" } else { "loaded per request" },
             flash_lora = flash.is_some(),
             "wan engine loaded"
         );
         Ok(Self {
+            gate: MemoryGate::new(plan.capacity()),
             dir,
+            device,
+            backend_device,
             parameters,
-            precision: options.precision,
-            budget,
-            text: Mutex::new(text),
+            precision,
+            plan,
+            text,
             standard,
             flash,
         })
+    }
+
+    /// The most bytes that renders have held at once beside the resident weights, and the
+    /// capacity they share (the budget less the resident weights).
+    pub fn working_memory(&self) -> (u64, u64) {
+        (self.gate.peak(), self.plan.capacity())
     }
 
     /// The generation size for an output aspect ratio.
@@ -170,34 +201,64 @@ impl WanEngine {
         (k * t) as usize + 1
     }
 
-    fn sampler(&self, preset: Preset) -> (Sampler, f32) {
-        let shift = self.dir.flow_shift();
-        match preset {
-            Preset::Flash => (Sampler::flash(FLASH_STEPS, shift), 1.0),
-            Preset::Standard => (
-                Sampler::UniPc {
-                    steps: self.dir.settings.steps.unwrap_or(STANDARD_STEPS),
-                    shift,
-                    schedule: Schedule::Diffusers,
-                },
-                self.dir.settings.guidance.unwrap_or(STANDARD_GUIDANCE),
-            ),
-        }
+    /// What one shot of `plan` needs beside the resident weights, at the largest shot.
+    fn working(&self, plan: &Plan) -> (Working, usize, (usize, usize)) {
+        let (w, h) = Self::size_for(&self.dir, f64::from(plan.width) / f64::from(plan.height));
+        let frames = plan
+            .shots
+            .iter()
+            .map(|s| self.generated_frames(s.frames(), plan.fps))
+            .max()
+            .unwrap_or(1);
+        (
+            memory::working(&self.dir, (w, h, frames, plan.references.len())),
+            frames,
+            (w, h),
+        )
     }
 
-    fn encode_text(&self, text: &str) -> Result<burn::prelude::Tensor<B, 3>, EngineError> {
-        let encoder = self
-            .text
-            .lock()
-            .map_err(|_| EngineError::Model("the text encoder is poisoned".into()))?;
-        encoder.encode(text).map_err(model_error)
+    /// Every text of the request through umT5 (loaded for the occasion when it is not
+    /// resident): the negative prompt first when it is used, then one per shot.
+    fn encode_texts(
+        &self,
+        negative: Option<&str>,
+        shots: &[String],
+    ) -> Result<(Option<Tensor<B, 3>>, Vec<Tensor<B, 3>>), EngineError> {
+        let run = |encoder: &TextEncoder<B>| -> Result<_, WanError> {
+            let negative = negative.map(|n| encoder.encode(n)).transpose()?;
+            let prompts = shots
+                .iter()
+                .map(|s| encoder.encode(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((negative, prompts))
+        };
+        match &self.text {
+            TextStage::Resident(encoder) => {
+                let encoder = encoder
+                    .lock()
+                    .map_err(|_| EngineError::Model("the text encoder is poisoned".into()))?;
+                run(&encoder).map_err(model_error)
+            }
+            TextStage::OnDemand => {
+                let encoder = self
+                    .dir
+                    .text_encoder::<B>(self.precision, &self.backend_device)
+                    .map_err(model_error)?;
+                run(&encoder).map_err(model_error)
+            }
+        }
     }
 }
 
+/// Deterministic model errors (shapes, configuration) fail the request at once; the rest
+/// (a device or I/O error) may pass on another attempt.
 fn model_error(e: WanError) -> EngineError {
     match e {
         WanError::Cancelled => EngineError::Cancelled,
-        other => EngineError::Model(other.to_string()),
+        e @ (WanError::Shape(_) | WanError::Config(_) | WanError::Weights(_)) => {
+            EngineError::Refused(e.to_string())
+        }
+        e @ (WanError::Io { .. } | WanError::Device(_)) => EngineError::Model(e.to_string()),
     }
 }
 
@@ -238,9 +299,13 @@ fn gaussian(seed: u64, count: usize) -> Vec<f32> {
 }
 
 /// `[1, 3, t, H, W]` in `[-1, 1]` → `t` RGB frames.
-fn to_frames(chunk: burn::prelude::Tensor<B, 5>) -> Vec<Frame> {
+fn to_frames<B: Backend>(chunk: Tensor<B, 5>) -> Result<Vec<Frame>, EngineError> {
     let [_, _, t, h, w] = chunk.dims();
-    let values = chunk.into_data().to_vec::<f32>().unwrap_or_default();
+    let values = chunk
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(|e| EngineError::Model(format!("reading the decoded frames: {e:?}")))?;
     let plane = h * w;
     (0..t)
         .map(|f| {
@@ -251,41 +316,36 @@ fn to_frames(chunk: burn::prelude::Tensor<B, 5>) -> Vec<Frame> {
                     data.push(((v * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0).round() as u8);
                 }
             }
-            Frame::from_raw(w as u32, h as u32, data).expect("exact size")
+            Frame::from_raw(w as u32, h as u32, data)
+                .ok_or_else(|| EngineError::Model(format!("a decoded frame is not {w}×{h}")))
         })
         .collect()
 }
 
-impl Engine for WanEngine {
+impl<B: Backend> Engine for WanEngine<B> {
     fn name(&self) -> &'static str {
         "wan"
     }
 
     fn describe(&self) -> String {
         let (w, h) = Self::size_for(&self.dir, 16.0 / 9.0);
-        let kind = memory::kind(&self.dir);
         format!(
-            "wan ({kind}, a neural model, {} parameters): generates about {w}×{h} at {} fps, then scales and re-times to the output",
+            "wan ({}, a neural model, {} parameters, {} on {}): generates about {w}×{h} at {} fps, then scales and re-times to the output",
+            memory::kind(&self.dir),
             self.parameters.transformer,
+            match self.precision {
+                Precision::F32 => "f32",
+                Precision::Bf16 => "bf16",
+            },
+            self.device,
             self.dir.fps()
         )
     }
 
     fn admit(&self, plan: &Plan) -> Result<(), RequestError> {
-        let (w, h) = Self::size_for(&self.dir, f64::from(plan.width) / f64::from(plan.height));
-        let frames = plan
-            .shots
-            .iter()
-            .map(|s| self.generated_frames(s.frames(), plan.fps))
-            .max()
-            .unwrap_or(1);
-        let needed = memory::peak_bytes(
-            &self.dir,
-            &self.parameters,
-            self.precision,
-            (w, h, frames, plan.references.len()),
-        );
-        if needed <= self.budget {
+        let (working, frames, (w, h)) = self.working(plan);
+        let needed = self.plan.reservation(&working, self.device.kind);
+        if needed <= self.plan.capacity() {
             return Ok(());
         }
         Err(RequestError::Invalid(vec![ErrorDetail::new(
@@ -295,8 +355,8 @@ impl Engine for WanEngine {
                 "a {frames}-frame shot at {w}×{h} with {} reference(s) needs about {:.1} GiB with this model; \
                  this deployment's budget is {:.1} GiB (use shorter shots or fewer references)",
                 plan.references.len(),
-                gib(needed),
-                gib(self.budget)
+                gib(self.plan.resident + needed),
+                gib(self.plan.budget)
             ),
         )]))
     }
@@ -308,22 +368,79 @@ impl Engine for WanEngine {
         ctx: &mut dyn RenderCtx,
         sink: &mut dyn FrameSink,
     ) -> Result<(), EngineError> {
+        let (working, _, (gw, gh)) = self.working(plan);
+        let bytes = self.plan.reservation(&working, self.device.kind);
+        let mut waited = None;
+        let reservation =
+            self.gate
+                .reserve(bytes, |in_use| waited = Some(in_use), || ctx.cancelled());
+        if let Some(in_use) = waited {
+            ctx.log(
+                LogLevel::Info,
+                &format!(
+                    "memory: waited for other renders on {} to free memory ({:.1} GiB of {:.1} GiB were in use)",
+                    self.device,
+                    gib(in_use),
+                    gib(self.plan.capacity())
+                ),
+            );
+        }
+        let Some(_reservation) = reservation else {
+            return Err(EngineError::Cancelled);
+        };
         let pipeline = match plan.preset {
             Preset::Flash => self.flash.as_ref().unwrap_or(&self.standard),
             Preset::Standard => &self.standard,
         };
-        let (sampler, guidance) = self.sampler(plan.preset);
+        let preset = match plan.preset {
+            Preset::Flash => SamplingPreset::Flash,
+            Preset::Standard => SamplingPreset::Standard,
+        };
+        let (sampler, guidance) = self.dir.sampler(preset);
         let steps = sampler.timesteps().len();
-        let (gw, gh) = Self::size_for(&self.dir, f64::from(plan.width) / f64::from(plan.height));
         let images: Vec<RgbImage> = references.iter().map(key_frame).collect();
         let phantom = matches!(pipeline.method(), Method::Phantom { .. });
-        let negative = (guidance > 1.0 || phantom)
-            .then(|| self.encode_text(&plan.negative_prompt))
-            .transpose()?;
-        let device = Default::default();
+        let texts: Vec<String> = plan
+            .shots
+            .iter()
+            .map(|shot| {
+                [plan.preamble.trim(), shot.text.trim()]
+                    .iter()
+                    .filter(|t| !t.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        ctx.log(
+            LogLevel::Info,
+            &format!(
+                "encode text: {} prompt(s){} with umT5{}",
+                texts.len(),
+                if guidance > 1.0 || phantom {
+                    " and the negative prompt"
+                } else {
+                    ""
+                },
+                if matches!(self.text, TextStage::OnDemand) {
+                    " (loaded for this request: it does not fit beside the DiT)"
+                } else {
+                    ""
+                }
+            ),
+        );
+        let (negative, prompts) = self.encode_texts(
+            (guidance > 1.0 || phantom).then_some(plan.negative_prompt.as_str()),
+            &texts,
+        )?;
+        let frame_counts: Vec<usize> = plan
+            .shots
+            .iter()
+            .map(|s| self.generated_frames(s.frames(), plan.fps))
+            .collect();
         // Every shot is conditioned on the same references: encode them once.
         let encoded = pipeline
-            .encode_references(&images, gh, gw, &device)
+            .encode(&images, gh, gw, &frame_counts, &self.backend_device)
             .map_err(model_error)?;
         let total = (plan.shots.len() * steps) as u64;
         ctx.log(
@@ -338,20 +455,18 @@ impl Engine for WanEngine {
                 images.len()
             ),
         );
-        for (index, shot) in plan.shots.iter().enumerate() {
-            let text = [plan.preamble.trim(), shot.text.trim()]
-                .iter()
-                .filter(|t| !t.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" ");
-            let prompt = self.encode_text(&text)?;
-            let frames = self.generated_frames(shot.frames(), plan.fps);
+        for (index, ((shot, prompt), &frames)) in plan
+            .shots
+            .iter()
+            .zip(prompts)
+            .zip(&frame_counts)
+            .enumerate()
+        {
             let shape = pipeline.latent_shape(gh, gw, frames, images.len());
             let noise_seed = plan.seed ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-            let noise = burn::prelude::Tensor::<B, 5>::from_data(
-                burn::prelude::TensorData::new(gaussian(noise_seed, shape.iter().product()), shape),
-                &device,
+            let noise = Tensor::<B, 5>::from_data(
+                TensorData::new(gaussian(noise_seed, shape.iter().product()), shape),
+                (&self.backend_device, burn::tensor::DType::F32),
             );
             let generation = Generation {
                 prompt,
@@ -385,12 +500,23 @@ impl Engine for WanEngine {
                 .map_err(model_error)?;
             let video = pipeline.video_latents(latents, images.len());
             let mut generated: Vec<Frame> = Vec::with_capacity(frames);
+            let mut decoded = Ok(());
             pipeline
                 .decode(video, |chunk| {
-                    generated.extend(to_frames(chunk));
+                    match to_frames(chunk) {
+                        Ok(frames) => generated.extend(frames),
+                        Err(e) => decoded = Err(e),
+                    }
                     Ok(())
                 })
                 .map_err(model_error)?;
+            decoded?;
+            let Some(last) = generated.len().checked_sub(1) else {
+                return Err(EngineError::Refused(format!(
+                    "the VAE decoded no frames for shot {}",
+                    index + 1
+                )));
+            };
             ctx.log(
                 LogLevel::Info,
                 &format!(
@@ -410,21 +536,22 @@ impl Engine for WanEngine {
                     return Err(EngineError::Cancelled);
                 }
                 let seconds = f64::from(j) / f64::from(plan.fps);
-                let source = ((seconds * f64::from(self.dir.fps())).round() as usize)
-                    .min(generated.len() - 1);
-                if cache.as_ref().map(|(i, _)| *i) != Some(source) {
-                    let frame = generated[source].clone();
-                    let scaled = if (gw, gh) == (plan.width as usize, plan.height as usize) {
-                        frame
-                    } else {
-                        DynamicImage::ImageRgb8(frame)
-                            .resize_to_fill(plan.width, plan.height, FilterType::Triangle)
-                            .to_rgb8()
-                    };
-                    cache = Some((source, scaled));
-                }
-                let (_, frame) = cache.as_ref().expect("just set");
+                let source = ((seconds * f64::from(self.dir.fps())).round() as usize).min(last);
+                let frame = match cache.take() {
+                    Some((i, frame)) if i == source => frame,
+                    _ => {
+                        let frame = generated[source].clone();
+                        if (gw, gh) == (plan.width as usize, plan.height as usize) {
+                            frame
+                        } else {
+                            DynamicImage::ImageRgb8(frame)
+                                .resize_to_fill(plan.width, plan.height, FilterType::Triangle)
+                                .to_rgb8()
+                        }
+                    }
+                };
                 sink.frame(frame.as_raw())?;
+                cache = Some((source, frame));
             }
         }
         Ok(())

@@ -3,18 +3,26 @@
 //! MODEL.md §1.2 describes: 3-axis interleaved RoPE, a (1,2,2) patch embedding, the
 //! cos-first timestep embedding, text (and, for I2V, CLIP image) embeddings, blocks with
 //! six-way modulation, and the head. Per-token timesteps (TI2V-5B) and VACE hints are
-//! supported. Everything is computed in f32.
+//! supported.
+//!
+//! Precision follows diffusers: in f32 everything is f32; in bf16 the linear layers,
+//! convolutions, attention and the residual stream are bf16, while the parameters diffusers
+//! keeps in f32 (`_keep_in_fp32_modules`: the time embedder, the modulation tables, the
+//! block norms) stay f32 and the timestep MLP, LayerNorms, modulation, gated residual
+//! updates and RoPE products are computed in f32 and rounded once to bf16. The output is
+//! handed back in f32.
 //!
 //! Start at [`WanTransformer::forward`].
 
+use crate::attention::{Kernel, Scale, attention};
 use crate::config::TransformerConfig;
 use crate::layers::{LayerNorm, Linear, RmsNorm, gelu_tanh};
 use crate::weights::Weights;
 use crate::{Precision, WanError};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, silu};
-use burn::tensor::module::{attention, conv3d};
-use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
+use burn::tensor::module::conv3d;
+use burn::tensor::ops::ConvOptions;
 
 /// What the DiT conditions on, beside the latent.
 pub struct Conditioning<B: Backend> {
@@ -100,23 +108,17 @@ impl<B: Backend> Attention<B> {
         context: Option<&Tensor<B, 3>>,
         image: Option<&Tensor<B, 3>>,
         rope: Option<&Rope<B>>,
+        kernel: Kernel,
     ) -> Tensor<B, 3> {
         let source = context.cloned().unwrap_or_else(|| x.clone());
         let q = self.heads(self.norm_q.forward(self.to_q.forward(x)), rope);
         let k = self.heads(self.norm_k.forward(self.to_k.forward(source.clone())), rope);
         let v = self.heads(self.to_v.forward(source), None);
-        let mut out = attention(
-            q.clone(),
-            k,
-            v,
-            None,
-            None,
-            AttentionModuleOptions::default(),
-        );
+        let mut out = attention(kernel, q.clone(), k, v, None, Scale::Default);
         if let (Some((add_k, add_v, norm_added_k)), Some(image)) = (&self.added, image) {
             let k = self.heads(norm_added_k.forward(add_k.forward(image.clone())), None);
             let v = self.heads(add_v.forward(image.clone()), None);
-            out = out + attention(q, k, v, None, None, AttentionModuleOptions::default());
+            out = out + attention(kernel, q, k, v, None, Scale::Default);
         }
         self.to_out.forward(Self::merge(out))
     }
@@ -141,7 +143,17 @@ impl<B: Backend> FeedForward<B> {
     }
 }
 
-/// The six modulation vectors of a block, each `[batch, 1 or tokens, dim]`.
+/// Parameters diffusers keeps in f32 when the model runs in half precision (a name
+/// matches when one of its dot-separated segments is in the list).
+const KEEP_IN_F32: [&str; 5] = [
+    "time_embedder",
+    "scale_shift_table",
+    "norm1",
+    "norm2",
+    "norm3",
+];
+
+/// The six modulation vectors of a block, each `[batch, 1 or tokens, dim]` (f32).
 struct Modulation<B: Backend> {
     shift: Tensor<B, 3>,
     scale: Tensor<B, 3>,
@@ -151,10 +163,12 @@ struct Modulation<B: Backend> {
     c_gate: Tensor<B, 3>,
 }
 
-/// `table [1, n, dim]` + `proj [b, lm, n, dim]`, split along `n` into `[b, lm, dim]` pieces.
+/// `table [1, n, dim]` + `proj [b, lm, n, dim]` in f32, split along `n` into `[b, lm, dim]`
+/// pieces.
 fn modulate<B: Backend>(table: &Tensor<B, 3>, proj: &Tensor<B, 4>) -> Vec<Tensor<B, 3>> {
     let [b, lm, n, dim] = proj.dims();
-    let sum = proj.clone() + table.clone().unsqueeze_dim::<4>(0);
+    let sum = Precision::F32.apply(proj.clone())
+        + Precision::F32.apply(table.clone()).unsqueeze_dim::<4>(0);
     (0..n)
         .map(|i| sum.clone().narrow(2, i, 1).reshape([b, lm, dim]))
         .collect()
@@ -198,15 +212,22 @@ impl<B: Backend> Block<B> {
             c_scale: m[4].clone(),
             c_gate: m[5].clone(),
         };
-        let h = self.norm.forward(x.clone()) * (m.scale + 1.0) + m.shift;
-        let x = x + self.attn1.forward(h, None, None, Some(&ctx.rope)) * m.gate;
-        let h = self.cross_norm.forward(x.clone());
+        // The stream's precision; modulation and gated updates are f32, rounded once.
+        let stream = Precision::of(&x);
+        let f32 = |t: Tensor<B, 3>| Precision::F32.apply(t);
+        let h = stream.apply(self.norm.forward(x.clone()) * (m.scale + 1.0) + m.shift);
+        let attended = self
+            .attn1
+            .forward(h, None, None, Some(&ctx.rope), ctx.attention);
+        let x = stream.apply(f32(x) + f32(attended) * m.gate);
+        let h = stream.apply(self.cross_norm.forward(x.clone()));
         let x = x.clone()
             + self
                 .attn2
-                .forward(h, Some(&ctx.text), ctx.image.as_ref(), None);
-        let h = self.norm.forward(x.clone()) * (m.c_scale + 1.0) + m.c_shift;
-        x + self.ffn.forward(h) * m.c_gate
+                .forward(h, Some(&ctx.text), ctx.image.as_ref(), None, ctx.attention);
+        let h = stream.apply(self.norm.forward(x.clone()) * (m.c_scale + 1.0) + m.c_shift);
+        let fed = self.ffn.forward(h);
+        stream.apply(f32(x) + f32(fed) * m.c_gate)
     }
 }
 
@@ -216,6 +237,7 @@ struct BlockContext<B: Backend> {
     text: Tensor<B, 3>,
     image: Option<Tensor<B, 3>>,
     rope: Rope<B>,
+    attention: Kernel,
 }
 
 /// A VACE block: a block over the control stream, with input and output projections.
@@ -242,27 +264,23 @@ struct ImageEmbedder<B: Backend> {
 
 impl<B: Backend> ImageEmbedder<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.norm1.forward(x);
+        let stream = Precision::of(&x);
+        let x = stream.apply(self.norm1.forward(x));
         let x = self.down.forward(gelu(self.up.forward(x)));
-        self.norm2.forward(x)
+        stream.apply(self.norm2.forward(x))
     }
 }
 
-/// Per-token cos/sin of the three-axis rotary embedding, `[1, tokens, 1, head_dim/2]`.
+/// Per-token cos/sin of the three-axis rotary embedding, `[1, tokens, 1, head_dim/2]`, in
+/// f32 (computed in f64, as diffusers).
 pub struct Rope<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
 }
 
 impl<B: Backend> Rope<B> {
-    /// Tables for a `frames × height × width` token grid (f64 math, as diffusers), held in
-    /// `precision`.
-    pub fn new(
-        head_dim: usize,
-        grid: [usize; 3],
-        device: &B::Device,
-        precision: Precision,
-    ) -> Self {
+    /// Tables for a `frames × height × width` token grid.
+    pub fn new(head_dim: usize, grid: [usize; 3], device: &B::Device) -> Self {
         let h_dim = 2 * (head_dim / 6);
         let t_dim = head_dim - 2 * h_dim;
         let axis = |dim: usize, pos: usize| -> Vec<f64> {
@@ -289,20 +307,22 @@ impl<B: Backend> Rope<B> {
         }
         let shape = [1, f * h * w, 1, head_dim / 2];
         Self {
-            cos: precision.apply(Tensor::from_data(TensorData::new(cos, shape), device)),
-            sin: precision.apply(Tensor::from_data(TensorData::new(sin, shape), device)),
+            cos: Precision::F32.apply(Tensor::from_data(TensorData::new(cos, shape), device)),
+            sin: Precision::F32.apply(Tensor::from_data(TensorData::new(sin, shape), device)),
         }
     }
 
-    /// Rotates adjacent pairs of `[b, l, heads, head_dim]`.
+    /// Rotates adjacent pairs of `[b, l, heads, head_dim]` in f32; the result is rounded
+    /// once to `x`'s precision.
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, l, h, d] = x.dims();
-        let pairs = x.reshape([b, l, h, d / 2, 2]);
+        let stream = Precision::of(&x);
+        let pairs = Precision::F32.apply(x).reshape([b, l, h, d / 2, 2]);
         let x1 = pairs.clone().narrow(4, 0, 1).reshape([b, l, h, d / 2]);
         let x2 = pairs.narrow(4, 1, 1).reshape([b, l, h, d / 2]);
         let out1 = x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone();
         let out2 = x1 * self.sin.clone() + x2 * self.cos.clone();
-        Tensor::stack::<5>(vec![out1, out2], 4).reshape([b, l, h, d])
+        stream.apply(Tensor::stack::<5>(vec![out1, out2], 4).reshape([b, l, h, d]))
     }
 }
 
@@ -336,6 +356,7 @@ pub struct WanTransformer<B: Backend> {
     vace: Option<Vace<B>>,
     head_table: Tensor<B, 3>,
     proj_out: Linear<B>,
+    attention: Kernel,
 }
 
 impl<B: Backend> WanTransformer<B> {
@@ -348,6 +369,7 @@ impl<B: Backend> WanTransformer<B> {
     ) -> Result<Self, WanError> {
         let c = &config;
         let dim = c.dim();
+        let weights = weights.keeping_f32(&KEEP_IN_F32);
         let w = &weights;
         let [pt, ph, pw] = c.patch_size;
         let image = c.image_dim.map(|image_dim| ImageEmbedder {
@@ -452,10 +474,17 @@ impl<B: Backend> WanTransformer<B> {
             vace,
             head_table: w.tensor::<B, 3>("scale_shift_table", [1, 2, dim], device),
             proj_out: Linear::load(w, "proj_out", dim, c.out_channels * pt * ph * pw, device),
+            attention: Kernel::default(),
             config,
         };
         weights.finish()?;
         Ok(model)
+    }
+
+    /// Runs attention with `kernel` (see [`crate::attention`]).
+    pub fn with_attention(mut self, kernel: Kernel) -> Self {
+        self.attention = kernel;
+        self
     }
 
     /// The configuration.
@@ -525,11 +554,13 @@ impl<B: Backend> WanTransformer<B> {
                 times.len()
             )));
         }
-        let features = precision.apply(Tensor::<B, 3>::from_data(
+        // The timestep MLP runs in f32 (its weights are kept in f32); `temb` is then rounded
+        // to the stream's precision, as diffusers' `type_as(encoder_hidden_states)`.
+        let features = Precision::F32.apply(Tensor::<B, 3>::from_data(
             TensorData::new(timestep_features(&times, c.freq_dim), [b, lm, c.freq_dim]),
             &device,
         ));
-        let temb = self.time_2.forward(silu(self.time_1.forward(features)));
+        let temb = precision.apply(self.time_2.forward(silu(self.time_1.forward(features))));
         let timestep_proj = self
             .time_proj
             .forward(silu(temb.clone()))
@@ -551,7 +582,8 @@ impl<B: Backend> WanTransformer<B> {
             timestep_proj,
             text,
             image,
-            rope: Rope::new(c.attention_head_dim, grid, &device, precision),
+            rope: Rope::new(c.attention_head_dim, grid, &device),
+            attention: self.attention,
         };
 
         let mut hints = match (&self.vace, cond.control) {
@@ -603,7 +635,8 @@ impl<B: Backend> WanTransformer<B> {
             &self.head_table,
             &temb.unsqueeze_dim::<4>(2).repeat_dim(2, 2),
         );
-        let hidden = LayerNorm::plain(c.eps).forward(hidden) * (m[1].clone() + 1.0) + m[0].clone();
+        let hidden = precision
+            .apply(LayerNorm::plain(c.eps).forward(hidden) * (m[1].clone() + 1.0) + m[0].clone());
         let out = self.proj_out.forward(hidden);
         let [gf, gh, gw] = grid;
         let out = out

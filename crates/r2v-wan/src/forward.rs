@@ -1,10 +1,17 @@
-//! Module-level runs for `r2v wan forward`: a diffusers config, weights, and an inputs
-//! file named after the diffusers forward arguments → an outputs file. This is how the
-//! fixtures are reproduced from their files, and how a user checks a real checkpoint.
+//! Runs on tensor files, mirroring diffusers: `r2v wan forward` ([`run`]: a diffusers
+//! config, weights, and an inputs file named after the diffusers forward arguments → an
+//! outputs file) and `r2v wan pipeline` ([`pipeline`]: `WanVACEPipeline`'s call on prompt
+//! embeddings, initial latents and reference images from a file). This is how the fixtures
+//! are reproduced from their files, and how a user checks a real checkpoint on a device.
 
+use crate::attention::Kernel;
 use crate::config::TransformerConfig;
+use crate::device::{Device, OnDevice};
 use crate::dit::{Conditioning, TimestepInput, WanTransformer};
 use crate::lora::Lora;
+use crate::model_dir::{LoadOptions, ModelDir};
+use crate::pipeline::{Generation, Method, ReferenceOrder, RgbImage, Sampler};
+use crate::scheduler::Schedule;
 use crate::tensor_io::{self, TensorMap};
 use crate::umt5::{Umt5Config, Umt5Encoder};
 use crate::vae::{Tiling, VaeConfig, WanVae};
@@ -54,6 +61,8 @@ pub struct Files<'a> {
     pub lora: Option<(&'a Path, f32)>,
     /// Decode in spatial tiles (`vae-decode`).
     pub vae_tiling: Option<Tiling>,
+    /// The DiT's attention kernel.
+    pub attention: Kernel,
 }
 
 impl Files<'_> {
@@ -65,6 +74,31 @@ impl Files<'_> {
         }
         Ok(weights)
     }
+}
+
+/// [`run`] on `device`'s backend.
+pub fn run_on(
+    device: &Device,
+    module: Module,
+    files: Files<'_>,
+    repeat: usize,
+) -> Result<Timings, WanError> {
+    struct Forward<'a> {
+        module: Module,
+        files: Files<'a>,
+        repeat: usize,
+    }
+    impl OnDevice for Forward<'_> {
+        type Output = Result<Timings, WanError>;
+        fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+            run::<B>(self.module, self.files, self.repeat, &device)
+        }
+    }
+    device.run(Forward {
+        module,
+        files,
+        repeat,
+    })
 }
 
 /// Runs `module` `repeat` times and writes its outputs (`output` for the DiT).
@@ -109,7 +143,10 @@ fn dit<B: Backend>(
             }
         )));
     }
-    let (model, load) = loaded(|| WanTransformer::<B>::load(config, files.weights()?, device))?;
+    let (model, load) = loaded(|| {
+        Ok(WanTransformer::<B>::load(config, files.weights()?, device)?
+            .with_attention(files.attention))
+    })?;
     let timestep = match inputs.get("timestep").map(|(shape, _)| shape.len()) {
         Some(2) => TimestepInput::PerToken(tensor_io::tensor(inputs, "timestep", device)?),
         _ => TimestepInput::PerSample(tensor_io::tensor(inputs, "timestep", device)?),
@@ -237,4 +274,171 @@ fn umt5<B: Backend>(
         Ok(TensorMap::from([("last_hidden_state".to_owned(), hidden)]))
     })?;
     Ok((outputs, Timings { load, forwards }))
+}
+
+/// The two samplers `r2v wan pipeline` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedules {
+    /// UniPC with diffusers' flow schedule, CFG 5 by default (the standard preset).
+    UniPc,
+    /// Euler over the flash σ list, no CFG by default (the flash preset).
+    Flash,
+}
+
+/// One `r2v wan pipeline` call.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineRun<'a> {
+    /// A model directory or a prefixed single file ([`ModelDir::open`]).
+    pub model_dir: &'a Path,
+    /// `prompt_embeds`, `negative_prompt_embeds`, `initial_latents`, `ref_image_{i}_hwc_u8`.
+    pub inputs: &'a Path,
+    /// Where `latents_after_step{k}`, `final_latents` and `decoded_video` go.
+    pub output: &'a Path,
+    /// Pixels.
+    pub height: usize,
+    /// Pixels.
+    pub width: usize,
+    /// `1 + 4k`.
+    pub num_frames: usize,
+    /// Sampling steps.
+    pub steps: usize,
+    /// The sampler.
+    pub schedule: Schedules,
+    /// Guidance [default: 5 for UniPC, 1 for flash].
+    pub guidance: Option<f32>,
+    /// Flow shift [default: the directory's for UniPC; LightX2V's fixed list for flash].
+    pub shift: Option<f64>,
+    /// VACE conditioning scale [default: the directory's].
+    pub conditioning_scale: Option<f32>,
+    /// Order of multiple VACE references [default: the directory's].
+    pub reference_order: Option<ReferenceOrder>,
+    /// Precision and attention.
+    pub options: LoadOptions,
+}
+
+/// Timings and the schedule of a pipeline run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PipelineReport {
+    /// The σ of each step.
+    pub sigmas: Vec<f32>,
+    /// Seconds per step (model calls and the sampler update; the first includes encoding
+    /// the references and the control).
+    pub step_s: Vec<f64>,
+    /// Seconds of the VAE decode.
+    pub vae_decode_s: f64,
+    /// Seconds of the whole call, loading excluded.
+    pub total_s: f64,
+}
+
+/// [`pipeline`] on `device`'s backend.
+pub fn pipeline_on(device: &Device, run: PipelineRun<'_>) -> Result<PipelineReport, WanError> {
+    struct Pipeline<'a>(PipelineRun<'a>);
+    impl OnDevice for Pipeline<'_> {
+        type Output = Result<PipelineReport, WanError>;
+        fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+            pipeline::<B>(self.0, &device)
+        }
+    }
+    device.run(Pipeline(run))
+}
+
+/// Runs `WanVACEPipeline`'s call (or Phantom's) on tensors from a file.
+pub fn pipeline<B: Backend>(
+    run: PipelineRun<'_>,
+    device: &B::Device,
+) -> Result<PipelineReport, WanError> {
+    let dir = ModelDir::open(run.model_dir)?;
+    let method = match dir.method() {
+        Method::Vace { scale, order } => Method::Vace {
+            scale: run.conditioning_scale.unwrap_or(scale),
+            order: run.reference_order.unwrap_or(order),
+        },
+        phantom @ Method::Phantom { .. } => phantom,
+    };
+    let pipeline = dir.pipeline::<B>(run.options, method, None, device)?;
+    let inputs = tensor_io::read(run.inputs)?;
+    let mut references = Vec::new();
+    while let Some((shape, values)) = inputs.get(&format!("ref_image_{}_hwc_u8", references.len()))
+    {
+        let [height, width, 3] = shape[..] else {
+            return Err(WanError::Shape(format!(
+                "ref_image_{}_hwc_u8 must be [H, W, 3]",
+                references.len()
+            )));
+        };
+        references.push(RgbImage {
+            width,
+            height,
+            data: values.iter().map(|&v| v.clamp(0.0, 255.0) as u8).collect(),
+        });
+    }
+    let (sampler, default_guidance) = match run.schedule {
+        Schedules::UniPc => (
+            Sampler::UniPc {
+                steps: run.steps,
+                shift: run.shift.unwrap_or_else(|| dir.flow_shift()),
+                schedule: Schedule::Diffusers,
+            },
+            crate::model_dir::STANDARD_GUIDANCE,
+        ),
+        Schedules::Flash => (
+            match run.shift {
+                Some(shift) => Sampler::flash_shifted(run.steps, shift),
+                None => Sampler::flash(run.steps),
+            },
+            1.0,
+        ),
+    };
+    let sigmas = sampler.sigmas();
+    let generation = Generation {
+        prompt: tensor_io::tensor(&inputs, "prompt_embeds", device)?,
+        negative: inputs
+            .contains_key("negative_prompt_embeds")
+            .then(|| tensor_io::tensor(&inputs, "negative_prompt_embeds", device))
+            .transpose()?,
+        references,
+        height: run.height,
+        width: run.width,
+        num_frames: run.num_frames,
+        sampler,
+        guidance: run.guidance.unwrap_or(default_guidance),
+        noise: tensor_io::tensor(&inputs, "initial_latents", device)?,
+    };
+    let n_refs = generation.references.len();
+    let mut outputs = TensorMap::new();
+    let started = std::time::Instant::now();
+    let mut last = started;
+    let mut step_s = Vec::new();
+    let latents = pipeline.sample(&generation, |k, n, latents| {
+        outputs.insert(
+            format!("latents_after_step{}", k - 1),
+            tensor_io::values(latents.clone()),
+        );
+        let now = std::time::Instant::now();
+        step_s.push((now - last).as_secs_f64());
+        tracing::info!(
+            step = k,
+            of = n,
+            seconds = (now - last).as_secs_f64(),
+            "denoise"
+        );
+        last = now;
+        Ok(())
+    })?;
+    let video = pipeline.video_latents(latents, n_refs);
+    outputs.insert("final_latents".to_owned(), tensor_io::values(video.clone()));
+    let decode_started = std::time::Instant::now();
+    outputs.insert(
+        "decoded_video".to_owned(),
+        tensor_io::values(pipeline.decode_all(video)?),
+    );
+    let vae_decode_s = decode_started.elapsed().as_secs_f64();
+    let total_s = started.elapsed().as_secs_f64();
+    tensor_io::write(run.output, &outputs)?;
+    Ok(PipelineReport {
+        sigmas,
+        step_s,
+        vae_decode_s,
+        total_s,
+    })
 }

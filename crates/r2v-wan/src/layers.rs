@@ -1,6 +1,7 @@
 //! The small layers the Wan models are built from, loaded from diffusers-named weights:
-//! [`Linear`], [`LayerNorm`] (optionally affine) and [`RmsNorm`] (the norms compute in f32
-//! whatever the activations' precision), and [`gelu_tanh`].
+//! [`Linear`], [`LayerNorm`] (optionally affine; computed and answered in f32, as
+//! diffusers' `FP32LayerNorm` under `_keep_in_fp32_modules`), [`RmsNorm`] (statistics in
+//! f32, the gain in the activations' precision, as T5's norm) and [`gelu_tanh`].
 
 use crate::Precision;
 use crate::weights::Weights;
@@ -67,14 +68,14 @@ impl<B: Backend> LayerNorm<B> {
         }
     }
 
-    /// Normalises `[batch, tokens, dim]` (in f32 whatever the input's precision).
+    /// Normalises `[batch, tokens, dim]` in f32 and answers in f32 (the caller modulates
+    /// in f32 and rounds once to its stream's precision, as diffusers' blocks do).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let precision = Precision::of(&x);
         let x = Precision::F32.apply(x);
         let (var, mean) = x.clone().var_mean_bias(2);
-        let y = precision.apply((x - mean) / (var + self.eps).sqrt());
+        let y = (x - mean) / (var + self.eps).sqrt();
         match &self.affine {
-            Some((w, b)) => y * w.clone() + b.clone(),
+            Some((w, b)) => y * Precision::F32.apply(w.clone()) + Precision::F32.apply(b.clone()),
             None => y,
         }
     }

@@ -1,4 +1,5 @@
-//! The open Wan 2.1/2.2 model family on burn (`flex` on CPU, `cuda` as a feature).
+//! The open Wan 2.1/2.2 model family on burn (`flex` on the CPU; `cuda` and `wgpu` as
+//! features, chosen at run time through [`device`]).
 //!
 //! This crate is model math only: it reads weights (its one I/O) and computes. It knows
 //! nothing of mp4, HTTP or requests. [`dit::WanTransformer`] is the DiT (T2V, I2V,
@@ -7,13 +8,17 @@
 //! checked against diffusers on tiny random weights (`tests/fixtures.rs`).
 #![warn(missing_docs)]
 
+pub mod attention;
+pub mod compare;
 pub mod config;
+pub mod device;
 pub mod dit;
 pub mod forward;
 pub mod layers;
 pub mod lora;
 pub mod model_dir;
 pub mod pipeline;
+pub mod resample;
 pub mod scheduler;
 pub mod tensor_io;
 pub mod text;
@@ -26,11 +31,11 @@ pub type Cpu = burn::backend::Flex;
 
 /// The NVIDIA backend (`--features cuda`).
 #[cfg(feature = "cuda")]
-pub type Gpu = burn::backend::Cuda;
+pub type Cuda = burn::backend::Cuda;
 
-/// A GPU of the NVIDIA backend (`--features cuda`).
-#[cfg(feature = "cuda")]
-pub type GpuDevice = burn::backend::cuda::CudaDevice;
+/// The wgpu backend: Vulkan, Metal, DirectX (`--features wgpu`).
+#[cfg(feature = "wgpu")]
+pub type Wgpu = burn::backend::Wgpu;
 
 /// The precision weights are held and computed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,6 +99,9 @@ pub enum WanError {
     /// An input has the wrong shape for the model.
     #[error("shape: {0}")]
     Shape(String),
+    /// The device asked for is not in this build or not on this machine.
+    #[error("device: {0}")]
+    Device(String),
     /// A step callback asked the run to stop.
     #[error("cancelled")]
     Cancelled,

@@ -137,6 +137,11 @@ impl Lora {
         self.deltas.keys().map(String::as_str)
     }
 
+    /// Whether this LoRA changes the tensor `name`.
+    pub fn changes(&self, name: &str) -> bool {
+        self.deltas.contains_key(name)
+    }
+
     /// `weight` (diffusers name `name`, shape `shape`) with this LoRA's deltas added, or
     /// an error when a delta does not fit the weight.
     pub fn apply<B: Backend, const D: usize>(

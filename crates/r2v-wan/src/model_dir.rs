@@ -15,14 +15,54 @@
 //! comes from the transformer's width, the version from the VAE. `r2v.json` may set
 //! `conditioning` (`vace` | `phantom`), `max_area` (pixels generated per frame; default 832×480
 //! for 1.3B-class models, 1280×720 for 14B), `fps` (16), `flow_shift`, `steps` (standard preset),
-//! `guidance`, `flash_lora` (a path relative to the directory) and `text_len` (512).
+//! `guidance`, `flash_lora` (a path relative to the directory), `text_len` (512),
+//! `vace_scale` (1.0), `reference_order` (`diffusers` | `official`) and `image_guidance`
+//! (Phantom's, 5.0).
+//!
+//! This is also the one place where a directory becomes models on a device
+//! ([`ModelDir::pipeline`], [`ModelDir::text_encoder`]) and where the two sampling presets
+//! are defined ([`ModelDir::sampler`]).
 
+use crate::attention::Kernel;
 use crate::config::TransformerConfig;
+use crate::dit::WanTransformer;
+use crate::lora::Lora;
+use crate::pipeline::{Method, Pipeline, ReferenceOrder, Sampler};
+use crate::scheduler::Schedule;
+use crate::text::TextEncoder;
 use crate::umt5::Umt5Config;
-use crate::vae::VaeConfig;
+use crate::vae::{VaeConfig, WanVae};
 use crate::{Precision, WanError};
+use burn::prelude::Backend;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+
+/// Steps of the flash preset (LightX2V's 4-step distillation).
+pub const FLASH_STEPS: usize = 4;
+/// Steps of the standard preset unless `r2v.json` says otherwise.
+pub const STANDARD_STEPS: usize = 30;
+/// Text guidance of the standard preset unless `r2v.json` says otherwise.
+pub const STANDARD_GUIDANCE: f32 = 5.0;
+/// Phantom's image guidance unless `r2v.json` says otherwise (Phantom's default).
+pub const PHANTOM_IMAGE_GUIDANCE: f32 = 5.0;
+
+/// The two ways of sampling a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplingPreset {
+    /// Few-step distilled sampling without guidance ([`Sampler::flash`]).
+    Flash,
+    /// UniPC with classifier-free guidance.
+    Standard,
+}
+
+/// How a part is put on a device.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Precision of the DiT and umT5 (the VAE is always f32, as diffusers recommends).
+    pub precision: Precision,
+    /// The attention kernel.
+    pub attention: Kernel,
+}
 
 /// How references condition this checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +93,12 @@ pub struct Settings {
     pub flash_lora: Option<PathBuf>,
     /// Text context length.
     pub text_len: Option<usize>,
+    /// VACE `conditioning_scale` for every block.
+    pub vace_scale: Option<f32>,
+    /// Frame order of multiple VACE references: `diffusers` (last first) or `official`.
+    pub reference_order: Option<String>,
+    /// Phantom's image guidance scale.
+    pub image_guidance: Option<f32>,
 }
 
 /// Where one model's config and weights are.
@@ -237,6 +283,13 @@ impl ModelDir {
                 }
             )));
         };
+        if let Some(order) = &settings.reference_order
+            && !matches!(order.as_str(), "diffusers" | "official")
+        {
+            return Err(WanError::Config(format!(
+                "r2v.json: reference_order {order:?} must be \"diffusers\" or \"official\""
+            )));
+        }
         if transformer_config.in_channels != vae_config.z_dim {
             return Err(WanError::Config(format!(
                 "the transformer takes {} latent channels but the VAE makes {}: an I2V or mismatched checkpoint",
@@ -310,6 +363,93 @@ impl ModelDir {
     /// The flash LoRA's path, if configured.
     pub fn flash_lora(&self) -> Option<PathBuf> {
         self.settings.flash_lora.as_ref().map(|p| self.root.join(p))
+    }
+
+    /// How references condition this checkpoint, with `r2v.json`'s settings.
+    pub fn method(&self) -> Method {
+        match self.kind {
+            ConditioningKind::Vace => Method::Vace {
+                scale: self.settings.vace_scale.unwrap_or(1.0),
+                order: match self.settings.reference_order.as_deref() {
+                    Some("official") => ReferenceOrder::Official,
+                    _ => ReferenceOrder::Diffusers,
+                },
+            },
+            ConditioningKind::Phantom => Method::Phantom {
+                image_guidance: self
+                    .settings
+                    .image_guidance
+                    .unwrap_or(PHANTOM_IMAGE_GUIDANCE),
+            },
+        }
+    }
+
+    /// The sampler and text guidance of a preset. Flash: [`Sampler::flash`]'s fixed σ list
+    /// (not shifted by this directory's `flow_shift`), no guidance. Standard: UniPC over
+    /// `steps` with `flow_shift`, guidance `guidance`.
+    pub fn sampler(&self, preset: SamplingPreset) -> (Sampler, f32) {
+        match preset {
+            SamplingPreset::Flash => (Sampler::flash(FLASH_STEPS), 1.0),
+            SamplingPreset::Standard => (
+                Sampler::UniPc {
+                    steps: self.settings.steps.unwrap_or(STANDARD_STEPS),
+                    shift: self.flow_shift(),
+                    schedule: Schedule::Diffusers,
+                },
+                self.settings.guidance.unwrap_or(STANDARD_GUIDANCE),
+            ),
+        }
+    }
+
+    /// The DiT (with `lora` merged, if given) and the f32 VAE on `device`, as a pipeline
+    /// with `method`.
+    pub fn pipeline<B: Backend>(
+        &self,
+        options: LoadOptions,
+        method: Method,
+        lora: Option<Lora>,
+        device: &B::Device,
+    ) -> Result<Pipeline<B>, WanError> {
+        let mut weights = self.weights(&self.transformer, options.precision)?;
+        if let Some(lora) = lora {
+            weights = weights.with_lora(lora);
+        }
+        let transformer = WanTransformer::load(self.transformer_config.clone(), weights, device)?
+            .with_attention(options.attention);
+        let vae = WanVae::load(
+            self.vae_config.clone(),
+            self.weights(&self.vae, Precision::F32)?,
+            device,
+        )?;
+        Pipeline::new(transformer, vae, method)
+    }
+
+    /// The flash preset's LoRA, opened, when `r2v.json` names one.
+    pub fn flash_lora_weights(&self) -> Result<Option<Lora>, WanError> {
+        self.flash_lora()
+            .map(|path| Lora::open(&path, 1.0))
+            .transpose()
+    }
+
+    /// umT5 with its tokenizer on `device`, or an error when the directory has none.
+    pub fn text_encoder<B: Backend>(
+        &self,
+        precision: Precision,
+        device: &B::Device,
+    ) -> Result<TextEncoder<B>, WanError> {
+        let (Some((part, tokenizer)), Some(config)) = (&self.text, self.text_config()?) else {
+            return Err(WanError::Config(format!(
+                "{} has no text_encoder/ and tokenizer/: prompts cannot be read",
+                self.root.display()
+            )));
+        };
+        TextEncoder::load(
+            tokenizer,
+            config,
+            self.weights(part, precision)?,
+            self.settings.text_len.unwrap_or(512),
+            device,
+        )
     }
 
     /// Opens a part's weights in `precision`.

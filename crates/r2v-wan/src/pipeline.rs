@@ -21,6 +21,11 @@ use crate::scheduler::{FlowEuler, Schedule, UniPc, cfg};
 use crate::vae::{Tiling, WanVae};
 use crate::{Precision, WanError};
 use burn::prelude::*;
+use std::collections::BTreeMap;
+
+/// LightX2V's `sample_shift` for its 4-step distilled Wan models: the flash σ list is
+/// shifted by this, not by the checkpoint scheduler's `flow_shift`.
+pub const FLASH_SHIFT: f64 = 5.0;
 
 /// An RGB image, rows of `width × 3` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,15 +86,38 @@ pub enum Sampler {
 }
 
 impl Sampler {
-    /// The flash preset: LightX2V's step list `1000 − 1000·i/steps` over the shifted table
-    /// (`[1000, 750, 500, 250]` for 4 steps).
-    pub fn flash(steps: usize, shift: f64) -> Self {
+    /// The flash preset: LightX2V's step list `1000 − 1000·i/steps` over the 1000-step σ
+    /// table shifted by LightX2V's own `sample_shift` ([`FLASH_SHIFT`]), whatever the
+    /// checkpoint's scheduler says: the distillation was trained on this list. For 4 steps,
+    /// σ = [1, 0.9375, 0.8333…, 0.625].
+    pub fn flash(steps: usize) -> Self {
+        Self::flash_shifted(steps, FLASH_SHIFT)
+    }
+
+    /// The flash step list over a σ table shifted by `shift` instead (an explicit override).
+    pub fn flash_shifted(steps: usize, shift: f64) -> Self {
         let steps = steps.max(1);
         let list: Vec<u32> = (0..steps)
             .map(|i| (1000 - 1000 * i / steps) as u32)
             .collect();
         Self::Euler {
             sigmas: FlowEuler::flash(&list, shift).sigmas()[..steps].to_vec(),
+        }
+    }
+
+    /// The σ of each step.
+    pub fn sigmas(&self) -> Vec<f32> {
+        match self {
+            Self::UniPc {
+                steps,
+                shift,
+                schedule,
+            } => {
+                let mut sigmas = crate::scheduler::unipc_schedule(*schedule, *steps, *shift).0;
+                sigmas.truncate(*steps);
+                sigmas
+            }
+            Self::Euler { sigmas } => sigmas.clone(),
         }
     }
 
@@ -130,6 +158,16 @@ pub struct Generation<B: Backend> {
     pub guidance: f32,
     /// The initial noise, `[1, z, latent frames + references, h, w]` ([`Pipeline::latent_shape`]).
     pub noise: Tensor<B, 5>,
+}
+
+/// What the shots of one request share ([`Pipeline::encode`]).
+pub struct Encoded<B: Backend> {
+    /// Normalised reference latents `[1, z, 1, h, w]`, in the request's order.
+    pub references: Vec<Tensor<B, 5>>,
+    /// VACE: the normalised latent of the grey control clip, by frame count.
+    grey: BTreeMap<usize, Tensor<B, 5>>,
+    /// `(height, width)` they were encoded at.
+    size: (usize, usize),
 }
 
 /// The DiT and the VAE of one checkpoint, with its conditioning method.
@@ -267,19 +305,50 @@ impl<B: Backend> Pipeline<B> {
             .collect()
     }
 
+    /// What the shots of one request share, encoded once: the reference latents and, for
+    /// VACE, the latent of the grey control clip for each shot length in `frame_counts`.
+    pub fn encode(
+        &self,
+        images: &[RgbImage],
+        height: usize,
+        width: usize,
+        frame_counts: &[usize],
+        device: &B::Device,
+    ) -> Result<Encoded<B>, WanError> {
+        let references = self.encode_references(images, height, width, device)?;
+        let mut grey = BTreeMap::new();
+        if let Method::Vace { .. } = self.method {
+            for &frames in frame_counts {
+                if let std::collections::btree_map::Entry::Vacant(slot) = grey.entry(frames) {
+                    let clip = Tensor::<B, 5>::zeros([1, 3, frames, height, width], device);
+                    slot.insert(self.vae.normalize(self.vae.encode_mean(clip)?));
+                }
+            }
+        }
+        Ok(Encoded {
+            references,
+            grey,
+            size: (height, width),
+        })
+    }
+
     /// The VACE control `[1, 2z + s², references + latent frames, h, w]` for pure R2V.
     pub fn vace_control(
         &self,
-        references: &[Tensor<B, 5>],
+        encoded: &Encoded<B>,
         g: &Generation<B>,
         order: ReferenceOrder,
     ) -> Result<Tensor<B, 5>, WanError> {
         let c = self.vae.config();
         let device = g.noise.device();
-        let grey = Tensor::<B, 5>::zeros([1, 3, g.num_frames, g.height, g.width], &device);
-        let video = self.vae.normalize(self.vae.encode_mean(grey)?);
+        let video = encoded.grey.get(&g.num_frames).cloned().ok_or_else(|| {
+            WanError::Shape(format!(
+                "no grey control latent was encoded for {} frames",
+                g.num_frames
+            ))
+        })?;
         let [_, z, frames, h, w] = video.dims();
-        let mut ordered: Vec<Tensor<B, 5>> = references.to_vec();
+        let mut ordered: Vec<Tensor<B, 5>> = encoded.references.clone();
         if order == ReferenceOrder::Diffusers {
             ordered.reverse();
         }
@@ -291,7 +360,7 @@ impl<B: Backend> Pipeline<B> {
         parts.push(Tensor::cat(vec![video.clone(), video], 1));
         let latents = Tensor::cat(parts, 2);
         let mask_channels = c.scale_factor_spatial * c.scale_factor_spatial;
-        let n = references.len();
+        let n = encoded.references.len();
         let mut mask_parts = Vec::with_capacity(2);
         if n > 0 {
             mask_parts.push(Tensor::<B, 5>::zeros([1, mask_channels, n, h, w], &device));
@@ -312,36 +381,44 @@ impl<B: Backend> Pipeline<B> {
         on_step: impl FnMut(usize, usize, &Tensor<B, 5>) -> Result<(), WanError>,
     ) -> Result<Tensor<B, 5>, WanError> {
         self.check(g)?;
-        let references =
-            self.encode_references(&g.references, g.height, g.width, &g.noise.device())?;
-        self.sample_checked(g, &references, on_step)
+        let encoded = self.encode(
+            &g.references,
+            g.height,
+            g.width,
+            &[g.num_frames],
+            &g.noise.device(),
+        )?;
+        self.sample_checked(g, &encoded, on_step)
     }
 
-    /// [`Pipeline::sample`] with `g.references` already encoded by
-    /// [`Pipeline::encode_references`] (at `g`'s size): the shots of one request share them.
+    /// [`Pipeline::sample`] with what `g` shares with other shots already encoded by
+    /// [`Pipeline::encode`] (at `g`'s size and frame count).
     pub fn sample_encoded(
         &self,
         g: &Generation<B>,
-        references: &[Tensor<B, 5>],
+        encoded: &Encoded<B>,
         on_step: impl FnMut(usize, usize, &Tensor<B, 5>) -> Result<(), WanError>,
     ) -> Result<Tensor<B, 5>, WanError> {
         self.check(g)?;
-        if references.len() != g.references.len() {
+        if encoded.references.len() != g.references.len() || encoded.size != (g.height, g.width) {
             return Err(WanError::Shape(format!(
-                "{} encoded references for {} images",
-                references.len(),
-                g.references.len()
+                "{} references encoded at {:?} for {} images at {:?}",
+                encoded.references.len(),
+                encoded.size,
+                g.references.len(),
+                (g.height, g.width)
             )));
         }
-        self.sample_checked(g, references, on_step)
+        self.sample_checked(g, encoded, on_step)
     }
 
     fn sample_checked(
         &self,
         g: &Generation<B>,
-        references: &[Tensor<B, 5>],
+        encoded: &Encoded<B>,
         mut on_step: impl FnMut(usize, usize, &Tensor<B, 5>) -> Result<(), WanError>,
     ) -> Result<Tensor<B, 5>, WanError> {
+        let references = &encoded.references;
         let n_refs = references.len();
         let control = match self.method {
             Method::Vace { scale, order } => {
@@ -351,10 +428,7 @@ impl<B: Backend> Pipeline<B> {
                     .vace_layers
                     .as_ref()
                     .map_or(0, Vec::len);
-                Some((
-                    self.vace_control(references, g, order)?,
-                    vec![scale; layers],
-                ))
+                Some((self.vace_control(encoded, g, order)?, vec![scale; layers]))
             }
             Method::Phantom { .. } => None,
         };
@@ -465,10 +539,37 @@ impl<B: Backend> Pipeline<B> {
     }
 }
 
-/// The aspect-fit white canvas of `image`, CHW in `[-1, 1]` (diffusers' R2V preprocessing:
-/// `2·(u8/255) − 1`, `scale = min(H/h, W/w)`, size `int(h·scale) × int(w·scale)`, bilinear
-/// with `align_corners=False`, pasted at the centre, rounding down).
+/// diffusers' `vae_scale_factor_spatial` for the reference preprocessing: `2^len(temperal_downsample)`,
+/// 8 for both Wan VAEs.
+const REFERENCE_MULTIPLE: usize = 8;
+
+/// The white canvas of a reference, CHW in `[-1, 1]`, as diffusers' R2V preprocessing makes
+/// it: first `VideoProcessor.preprocess`, which resizes an image whose sides are not multiples
+/// of 8 to the sides floored to multiples of 8 with Pillow's Lanczos ([`crate::resample`]; a
+/// side under 8 is kept, where diffusers would fail), then [`aspect_fit`].
 pub fn canvas(image: &RgbImage, height: usize, width: usize) -> Vec<f32> {
+    match crate::resample::floor_to_multiple(
+        &image.data,
+        (image.width, image.height),
+        REFERENCE_MULTIPLE,
+    ) {
+        Some((data, (width_8, height_8))) => aspect_fit(
+            &RgbImage {
+                width: width_8,
+                height: height_8,
+                data,
+            },
+            height,
+            width,
+        ),
+        None => aspect_fit(image, height, width),
+    }
+}
+
+/// `image` aspect-fit onto a white canvas, CHW in `[-1, 1]`: `2·(u8/255) − 1`,
+/// `scale = min(H/h, W/w)`, size `int(h·scale) × int(w·scale)`, bilinear with
+/// `align_corners=False`, pasted at the centre, rounding down.
+pub fn aspect_fit(image: &RgbImage, height: usize, width: usize) -> Vec<f32> {
     let (ih, iw) = (image.height, image.width);
     let scale = (height as f64 / ih as f64).min(width as f64 / iw as f64);
     let nh = ((ih as f64 * scale) as usize).clamp(1, height);

@@ -6,12 +6,11 @@
 //! 256 384 × 4096 (4 GB in f32), so it stays memory-mapped and only the rows of the
 //! prompt's tokens are read.
 
+use crate::attention::{Kernel, Scale, attention};
 use crate::layers::{RmsNorm, gelu_tanh};
 use crate::weights::Weights;
 use crate::{Precision, WanError};
 use burn::prelude::*;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -278,15 +277,12 @@ impl<B: Backend> Umt5Encoder<B> {
             let h = layer.norm1.forward(x.clone());
             let split = |t: Tensor<B, 3>| t.reshape([1, len, heads, c.d_kv]).swap_dims(1, 2);
             let attended = attention(
+                Kernel::Backend,
                 split(layer.q.forward(h.clone())),
                 split(layer.k.forward(h.clone())),
                 split(layer.v.forward(h)),
-                None,
                 Some(bias),
-                AttentionModuleOptions {
-                    scale: Some(1.0),
-                    ..Default::default()
-                },
+                Scale::Value(1.0),
             )
             .swap_dims(1, 2)
             .reshape([1, len, heads * c.d_kv]);

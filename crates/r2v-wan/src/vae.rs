@@ -10,12 +10,13 @@
 //! Decoded chunks are handed to a callback as they are made, so a caller can stream them
 //! to an encoder instead of holding the whole video.
 
+use crate::attention::{Kernel, Scale, attention};
 use crate::weights::Weights;
 use crate::{Precision, WanError};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
-use burn::tensor::module::{attention, conv3d};
-use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
+use burn::tensor::module::conv3d;
+use burn::tensor::ops::ConvOptions;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -374,12 +375,12 @@ impl<B: Backend> AttentionBlock<B> {
         let qkv = tokens.matmul(self.qkv.0.clone()) + self.qkv.1.clone();
         let part = |i: usize| qkv.clone().narrow(2, i * c, c).unsqueeze_dim::<4>(1);
         let out = attention(
+            Kernel::Backend,
             part(0),
             part(1),
             part(2),
             None,
-            None,
-            AttentionModuleOptions::default(),
+            Scale::Default,
         )
         .reshape([b * t, h * w, c]);
         let out = out.matmul(self.proj.0.clone()) + self.proj.1.clone();

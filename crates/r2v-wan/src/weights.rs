@@ -51,6 +51,9 @@ pub struct Weights {
     precision: Precision,
     /// LoRAs merged into the tensors as they are handed out.
     loras: Vec<Lora>,
+    /// Name segments whose tensors stay f32 whatever the precision (diffusers'
+    /// `_keep_in_fp32_modules`).
+    keep_f32: Vec<String>,
 }
 
 impl Weights {
@@ -90,6 +93,7 @@ impl Weights {
             prefix: String::new(),
             precision: Precision::F32,
             loras: Vec::new(),
+            keep_f32: Vec::new(),
         })
     }
 
@@ -103,6 +107,25 @@ impl Weights {
     pub fn with_precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
         self
+    }
+
+    /// Keeps tensors in f32 whose name has one of `segments` as a dot-separated part
+    /// (diffusers' `_keep_in_fp32_modules`: `blocks.0.norm2.weight` matches `norm2`).
+    pub fn keeping_f32(mut self, segments: &[&str]) -> Self {
+        self.keep_f32 = segments.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// The precision `name` is handed out in.
+    fn precision_of(&self, name: &str) -> Precision {
+        if name
+            .split('.')
+            .any(|part| self.keep_f32.iter().any(|k| k == part))
+        {
+            Precision::F32
+        } else {
+            self.precision
+        }
     }
 
     /// Merges `lora` into the tensors it targets as they are read.
@@ -142,8 +165,11 @@ impl Weights {
         self.entries.contains_key(&format!("{}{name}", self.prefix))
     }
 
-    /// The tensor `name` as f32 with exactly `shape`; a missing or misshapen tensor is
-    /// recorded (and zeros returned) so that every problem is reported at once.
+    /// The tensor `name` with exactly `shape`, in the precision it is handed out in; a
+    /// missing or misshapen tensor is recorded (and zeros returned) so that every problem
+    /// is reported at once. The values are converted on the host and uploaded once in
+    /// their final dtype (bf16 checkpoint bytes as they are), except when a LoRA changes
+    /// the tensor: that merge runs in f32 on the device before the cast.
     pub fn tensor<B: Backend, const D: usize>(
         &self,
         name: &str,
@@ -151,11 +177,13 @@ impl Weights {
         device: &B::Device,
     ) -> Tensor<B, D> {
         let full = format!("{}{name}", self.prefix);
+        let precision = self.precision_of(name);
+        let zeros = || Tensor::zeros(shape, (device, precision.dtype().into()));
         let Some(entry) = self.entries.get(&full) else {
             self.problems
                 .borrow_mut()
                 .push(format!("missing key {full} (expected shape {shape:?})"));
-            return Tensor::zeros(shape, device);
+            return zeros();
         };
         self.used.borrow_mut().insert(full.clone());
         if entry.shape != shape {
@@ -163,27 +191,29 @@ impl Weights {
                 "key {full} has shape {:?}, expected {shape:?}",
                 entry.shape
             ));
-            return Tensor::zeros(shape, device);
+            return zeros();
         }
         let bytes = &self.maps[entry.file][entry.start..entry.end];
-        let Some(values) = to_f32(entry.dtype, bytes) else {
+        let merged = self.loras.iter().any(|l| l.changes(name));
+        let upload = if merged { Precision::F32 } else { precision };
+        let Some(data) = host_data(entry.dtype, bytes, shape.to_vec(), upload) else {
             self.problems.borrow_mut().push(format!(
                 "key {full} has dtype {:?}; f32, f16 and bf16 are supported",
                 entry.dtype
             ));
-            return Tensor::zeros(shape, device);
+            return zeros();
         };
-        let mut tensor = Tensor::from_data(TensorData::new(values, shape), device);
+        let mut tensor = Tensor::from_data(data, (device, upload.dtype().into()));
         for lora in &self.loras {
             tensor = match lora.apply(name, tensor) {
                 Ok(merged) => merged,
                 Err(problem) => {
                     self.problems.borrow_mut().push(problem);
-                    return Tensor::zeros(shape, device);
+                    return zeros();
                 }
             };
         }
-        self.precision.apply(tensor)
+        precision.apply(tensor)
     }
 
     /// Records `name` as used with exactly `shape`, without reading it (a table that is
@@ -265,7 +295,35 @@ impl Weights {
     }
 }
 
-/// Little-endian f32, f16, bf16 or i64 values as f32; `None` for other dtypes.
+/// A tensor's stored bytes as host data in `precision`: bf16 bytes go as they are to a
+/// bf16 tensor; everything else is widened to f32 and, for bf16, rounded to nearest even
+/// (as `torch.Tensor.to(torch.bfloat16)`). `None` for dtypes other than f32, f16, bf16.
+fn host_data(
+    dtype: safetensors::Dtype,
+    bytes: &[u8],
+    shape: Vec<usize>,
+    precision: Precision,
+) -> Option<TensorData> {
+    Some(match (precision, dtype) {
+        (Precision::Bf16, safetensors::Dtype::BF16) => {
+            TensorData::from_bytes_vec(bytes.to_vec(), shape, burn::tensor::DType::BF16)
+        }
+        (Precision::Bf16, safetensors::Dtype::F32 | safetensors::Dtype::F16) => {
+            let values: Vec<half::bf16> = to_f32(dtype, bytes)?
+                .into_iter()
+                .map(half::bf16::from_f32)
+                .collect();
+            TensorData::new(values, shape)
+        }
+        (
+            Precision::F32,
+            safetensors::Dtype::F32 | safetensors::Dtype::F16 | safetensors::Dtype::BF16,
+        ) => TensorData::new(to_f32(dtype, bytes)?, shape),
+        _ => return None,
+    })
+}
+
+/// Little-endian f32, f16, bf16, i64 or u8 values as f32; `None` for other dtypes.
 pub fn to_f32(dtype: safetensors::Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     Some(match dtype {
         safetensors::Dtype::F32 => bytes
@@ -284,6 +342,7 @@ pub fn to_f32(dtype: safetensors::Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
             .chunks_exact(8)
             .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
             .collect(),
+        safetensors::Dtype::U8 => bytes.iter().map(|&b| f32::from(b)).collect(),
         _ => return None,
     })
 }

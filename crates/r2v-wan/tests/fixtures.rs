@@ -5,6 +5,7 @@
 
 use burn::prelude::*;
 use r2v_wan::Cpu;
+use r2v_wan::compare::difference;
 use r2v_wan::config::TransformerConfig;
 use r2v_wan::dit::{Conditioning, TimestepInput, WanTransformer};
 use r2v_wan::tensor_io::{self, TensorMap};
@@ -38,21 +39,41 @@ fn assert_close(got: Tensor<Cpu, 5>, want: &[f32], what: &str) {
     assert_within(got, want, 1e-4, what);
 }
 
-/// Asserts `|got − want| ≤ rel · max|want|` everywhere.
+/// Asserts `|got − want| ≤ rel · max|want|` everywhere; a NaN or an infinity fails.
 fn assert_within<const D: usize>(got: Tensor<Cpu, D>, want: &[f32], rel: f32, what: &str) {
     let got = got.into_data().to_vec::<f32>().unwrap();
-    assert_eq!(got.len(), want.len(), "{what}: element count");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0f32, f32::max);
-    assert!(
-        worst <= rel * scale,
-        "{what}: max |Δ| {worst:e} > {rel:e} × {scale}"
+    let d = difference(&got, want).unwrap_or_else(|e| panic!("{what}: {e}"));
+    d.within(rel).unwrap_or_else(|e| panic!("{what}: {e}"));
+    eprintln!(
+        "{what}: max |Δ| {:e} (limit {:e})",
+        d.max_abs,
+        rel * d.scale
     );
-    eprintln!("{what}: max |Δ| {worst:e} (limit {:e})", rel * scale);
+}
+
+/// The golden comparisons cannot be passed by an output that is not finite.
+#[test]
+fn a_nan_output_fails_the_golden_comparison() {
+    let io = io("wan_t2v_tiny");
+    let want = &io["output"].1;
+    let shape: [usize; 5] = io["output"].0.clone().try_into().unwrap();
+    let device = Default::default();
+    let tensor =
+        |values: Vec<f32>| Tensor::<Cpu, 5>::from_data(TensorData::new(values, shape), &device);
+    let passes = |values: Vec<f32>| {
+        std::panic::catch_unwind(|| assert_within(tensor(values), want, 1e-4, "probe")).is_ok()
+    };
+    assert!(passes(want.clone()), "the reference itself passes");
+    assert!(
+        !passes(vec![f32::NAN; want.len()]),
+        "an all-NaN output fails"
+    );
+    let mut one = want.clone();
+    one[7] = f32::NAN;
+    assert!(!passes(one), "one NaN fails");
+    let mut inf = want.clone();
+    inf[0] = f32::INFINITY;
+    assert!(!passes(inf), "an infinity fails");
 }
 
 fn conditioning(io: &TensorMap) -> Conditioning<Cpu> {
@@ -436,14 +457,11 @@ fn umt5_matches_transformers() {
     assert_within(out, &io["last_hidden_state"].1, 1e-5, "umt5");
 }
 
-/// Relative error of `got` against `want`: (max |Δ| / max |want|, mean |Δ| / mean |want|).
+/// Relative error of `got` against `want`: (max |Δ| / max |want|, mean |Δ| / mean |want|);
+/// a value that is not finite fails.
 fn relative_error(got: &[f32], want: &[f32]) -> (f32, f32) {
-    let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let mean = want.iter().map(|v| v.abs()).sum::<f32>() / want.len() as f32;
-    let deltas: Vec<f32> = got.iter().zip(want).map(|(g, w)| (g - w).abs()).collect();
-    let worst = deltas.iter().copied().fold(0f32, f32::max);
-    let average = deltas.iter().sum::<f32>() / deltas.len() as f32;
-    (worst / max, average / mean)
+    let d = difference(got, want).unwrap_or_else(|e| panic!("{e}"));
+    (d.relative(), d.mean_relative())
 }
 
 /// bf16 keeps 8 bits of mantissa (relative step 2⁻⁸ ≈ 0.4 %). The stated tolerance for the

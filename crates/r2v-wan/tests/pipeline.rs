@@ -1,13 +1,19 @@
 //! The VACE reference-to-video pipeline matches diffusers' `WanVACEPipeline` on the tiny
 //! fixture (`tests/fixtures/pipeline/`, made by `make_pipeline_fixture.py`), step by step,
 //! in both variants (UniPC with CFG; flash Euler without), within the README's tolerances.
-//! Phantom mode is checked for shape and determinism.
+//! Phantom mode is checked for shape and determinism. Reference images whose sides are not
+//! multiples of 8 go through Pillow's Lanczos first, as in diffusers: the resampler equals
+//! Pillow byte for byte, and the whole pipeline matches a fixture with two such references
+//! (`make_odd_reference_fixture.py`).
 
 use burn::prelude::*;
 use r2v_wan::Cpu;
+use r2v_wan::compare::difference;
 use r2v_wan::config::TransformerConfig;
 use r2v_wan::dit::WanTransformer;
-use r2v_wan::pipeline::{Generation, Method, Pipeline, ReferenceOrder, RgbImage, Sampler, canvas};
+use r2v_wan::pipeline::{
+    Generation, Method, Pipeline, ReferenceOrder, RgbImage, Sampler, aspect_fit, canvas,
+};
 use r2v_wan::scheduler::Schedule;
 use r2v_wan::tensor_io::{self, TensorMap};
 use r2v_wan::vae::{VaeConfig, WanVae};
@@ -60,15 +66,15 @@ fn image(io: &TensorMap, j: usize) -> RgbImage {
     }
 }
 
+/// Asserts `|got − want| ≤ atol` everywhere; a NaN or an infinity fails.
 fn assert_close(got: &[f32], want: &[f32], atol: f32, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: element count");
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0f32, f32::max);
-    eprintln!("{what}: max |Δ| {worst:e}");
-    assert!(worst <= atol, "{what}: max |Δ| {worst:e} > {atol:e}");
+    let d = difference(got, want).unwrap_or_else(|e| panic!("{what}: {e}"));
+    eprintln!("{what}: max |Δ| {:e}", d.max_abs);
+    assert!(
+        d.max_abs <= atol,
+        "{what}: max |Δ| {:e} > {atol:e}",
+        d.max_abs
+    );
 }
 
 fn values<const D: usize>(t: Tensor<Cpu, D>) -> Vec<f32> {
@@ -102,11 +108,11 @@ fn references_and_control_match_diffusers() {
         assert_close(&got, &io[&format!("ref_canvas_{j}")].1, 1e-6, "canvas");
     }
     let pipeline = pipeline(VACE);
-    let g = generation(&io, Sampler::flash(4, 5.0), 1.0);
-    let refs = pipeline
-        .encode_references(&g.references, 32, 32, &Default::default())
+    let g = generation(&io, Sampler::flash(4), 1.0);
+    let encoded = pipeline
+        .encode(&g.references, 32, 32, &[9], &Default::default())
         .unwrap();
-    for (j, r) in refs.iter().enumerate() {
+    for (j, r) in encoded.references.iter().enumerate() {
         assert_close(
             &values(r.clone()),
             &io[&format!("ref_latents_{j}")].1,
@@ -115,7 +121,7 @@ fn references_and_control_match_diffusers() {
         );
     }
     let control = pipeline
-        .vace_control(&refs, &g, ReferenceOrder::Diffusers)
+        .vace_control(&encoded, &g, ReferenceOrder::Diffusers)
         .unwrap();
     assert_close(
         &values(control),
@@ -125,15 +131,40 @@ fn references_and_control_match_diffusers() {
     );
     // The official order differs, and would fail the fixture.
     let official = pipeline
-        .vace_control(&refs, &g, ReferenceOrder::Official)
+        .vace_control(&encoded, &g, ReferenceOrder::Official)
         .unwrap();
     let (_, want) = &io["control_hidden_states"];
-    let worst = values(official)
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let worst = difference(&values(official), want).unwrap().max_abs;
     assert!(worst > 0.1, "the reference order must matter ({worst})");
+}
+
+/// Samples `g`, comparing the latents after every step with `{prefix}latents_after_step{i}`
+/// and the video latents with `{prefix}final_latents`; returns the video latents.
+fn sample_against(
+    pipeline: &Pipeline<Cpu>,
+    g: &Generation<Cpu>,
+    io: &TensorMap,
+    prefix: &str,
+) -> Tensor<Cpu, 5> {
+    let mut steps = Vec::new();
+    let latents = pipeline
+        .sample(g, |_, _, latents| {
+            steps.push(values(latents.clone()));
+            Ok(())
+        })
+        .unwrap();
+    for (i, step) in steps.iter().enumerate() {
+        let want = &io[&format!("{prefix}latents_after_step{i}")].1;
+        assert_close(step, want, 1e-4, &format!("{prefix} step {i}"));
+    }
+    let video = pipeline.video_latents(latents, g.references.len());
+    assert_close(
+        &values(video.clone()),
+        &io[&format!("{prefix}final_latents")].1,
+        1e-4,
+        &format!("{prefix} final latents"),
+    );
+    video
 }
 
 fn run_variant(variant: &str, sampler: Sampler, guidance: f32) {
@@ -147,24 +178,7 @@ fn run_variant(variant: &str, sampler: Sampler, guidance: f32) {
         0.0,
         "timesteps",
     );
-    let mut steps = Vec::new();
-    let latents = pipeline
-        .sample(&g, |_, _, latents| {
-            steps.push(values(latents.clone()));
-            Ok(())
-        })
-        .unwrap();
-    for (i, step) in steps.iter().enumerate() {
-        let want = &io[&format!("{variant}.latents_after_step{i}")].1;
-        assert_close(step, want, 1e-4, &format!("{variant} step {i}"));
-    }
-    let video = pipeline.video_latents(latents, 2);
-    assert_close(
-        &values(video.clone()),
-        &io[&format!("{variant}.final_latents")].1,
-        1e-4,
-        "final latents",
-    );
+    let video = sample_against(&pipeline, &g, &io, &format!("{variant}."));
     let mut chunks = Vec::new();
     pipeline
         .decode(video, |chunk| {
@@ -198,11 +212,11 @@ fn unipc_with_cfg_matches_diffusers() {
 #[test]
 fn flash_euler_without_cfg_matches_diffusers() {
     let io = io();
-    let Sampler::Euler { sigmas } = Sampler::flash(4, 5.0) else {
+    let Sampler::Euler { sigmas } = Sampler::flash(4) else {
         unreachable!()
     };
     assert_close(&sigmas, &io["euler_nocfg.sigmas"].1[..4], 0.0, "flash σ");
-    run_variant("euler_nocfg", Sampler::flash(4, 5.0), 1.0);
+    run_variant("euler_nocfg", Sampler::flash(4), 1.0);
 }
 
 #[test]
@@ -298,7 +312,7 @@ fn phantom_runs_with_trailing_references_and_is_deterministic() {
         height: 32,
         width: 48,
         num_frames: 5,
-        sampler: Sampler::flash(4, 5.0),
+        sampler: Sampler::flash(4),
         guidance: 1.0,
         noise: Tensor::zeros(pipeline.latent_shape(32, 48, 5, 1), &device),
     };
@@ -309,4 +323,71 @@ fn phantom_runs_with_trailing_references_and_is_deterministic() {
     });
     assert!(stopped.is_err());
     assert_eq!(seen, 1);
+}
+
+/// Pillow's `resize(size, LANCZOS)` on odd sizes, down and up, one axis or both, in both
+/// of Pillow 13's pass orders: equal byte for byte.
+#[test]
+fn lanczos_equals_pillow_byte_for_byte() {
+    let pil = tensor_io::read(&dir().join("pil_lanczos.io.safetensors")).unwrap();
+    let mut cases = 0;
+    while let Some((shape, input)) = pil.get(&format!("case{cases}_in")) {
+        let (_, size) = &pil[&format!("case{cases}_size")];
+        let (_, want) = &pil[&format!("case{cases}_out")];
+        let input: Vec<u8> = input.iter().map(|&v| v as u8).collect();
+        let out_size = (size[0] as usize, size[1] as usize);
+        let got = r2v_wan::resample::lanczos_rgb(&input, (shape[1], shape[0]), out_size);
+        let want: Vec<u8> = want.iter().map(|&v| v as u8).collect();
+        let differing = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(got.len(), want.len(), "case {cases}");
+        assert_eq!(
+            differing,
+            0,
+            "case {cases}: {:?} → {out_size:?}: {differing} bytes differ from Pillow",
+            (shape[1], shape[0])
+        );
+        cases += 1;
+    }
+    assert!(cases >= 10, "{cases} cases");
+}
+
+/// Two references of 21×35 and 43×18 pixels through the whole flash pipeline match diffusers
+/// within the shared fixture's tolerances; without the Lanczos step they would not.
+#[test]
+fn odd_sized_references_match_diffusers() {
+    let io = tensor_io::read(&dir().join("wan_vace_r2v_odd_refs.io.safetensors")).unwrap();
+    let images = [image(&io, 0), image(&io, 1)];
+    assert_eq!((images[0].width, images[0].height), (21, 35));
+    assert_eq!((images[1].width, images[1].height), (43, 18));
+    for (j, image) in images.iter().enumerate() {
+        let want = &io[&format!("ref_canvas_{j}")].1;
+        assert_close(&canvas(image, 32, 32), want, 1e-6, "odd canvas");
+        // Fitting the image as it comes, without Lanczos to multiples of 8, misses it.
+        let skipped = difference(&aspect_fit(image, 32, 32), want)
+            .unwrap()
+            .max_abs;
+        assert!(
+            skipped > 1e-2,
+            "skipping the Lanczos step must show: {skipped}"
+        );
+    }
+    let pipeline = pipeline(VACE);
+    let g = Generation {
+        prompt: tensor(&io, "prompt_embeds"),
+        negative: None,
+        references: images.to_vec(),
+        height: 32,
+        width: 32,
+        num_frames: 9,
+        sampler: Sampler::flash(4),
+        guidance: 1.0,
+        noise: tensor(&io, "initial_latents"),
+    };
+    let video = sample_against(&pipeline, &g, &io, "");
+    assert_close(
+        &values(pipeline.decode_all(video).unwrap()),
+        &io["decoded_video"].1,
+        3e-4,
+        "odd refs decoded",
+    );
 }

@@ -1,6 +1,7 @@
 //! The command-line interface: one clap `Args` struct per subcommand.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use r2v_wan::device::DeviceRequest;
 use std::path::PathBuf;
 
 /// r2v: reference-to-video generation, self-hosted.
@@ -57,10 +58,14 @@ pub struct ModelsArgs {
 /// `r2v models` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
-    /// Print a model directory's kind, size, dtype and expected peak memory.
+    /// Print a model directory's kind, size, dtype, expected peak memory per device kind
+    /// and dtype, and how the engine would run it on the chosen device.
     Inspect {
         /// A diffusers-layout Wan pipeline directory (VACE or Phantom).
         dir: PathBuf,
+        /// The device to plan for: auto, cpu, cuda[:N] or wgpu[:N].
+        #[arg(long, default_value = "auto", env = "R2V_DEVICE")]
+        device: DeviceRequest,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -73,12 +78,22 @@ pub struct WanEngineArgs {
     /// The checkpoint directory of the wan engine (see `r2v models inspect`).
     #[arg(long, env = "R2V_MODEL_DIR")]
     pub model_dir: Option<PathBuf>,
-    /// Memory the wan engine may plan for, in GiB [default: this machine's RAM].
+    /// Where the wan engine runs: auto (the best device this build has and this machine
+    /// offers: a CUDA GPU, a wgpu GPU, else the CPU), cpu, cuda[:N] or wgpu[:N] [default: auto].
+    #[arg(long, env = "R2V_DEVICE")]
+    pub device: Option<DeviceRequest>,
+    /// Memory the wan engine may plan for, in GiB [default: what the device has free when
+    /// the engine starts: GPU memory on a GPU, RAM on the CPU].
     #[arg(long, env = "R2V_MEMORY_BUDGET_GB")]
     pub memory_budget_gb: Option<f64>,
-    /// Precision of the wan engine's DiT and text encoder (the VAE stays f32).
+    /// Precision of the wan engine's DiT and text encoder (the VAE stays f32) [default:
+    /// bf16 on CUDA, f32 on the CPU and wgpu].
     #[arg(long, value_enum, env = "R2V_WAN_DTYPE")]
     pub wan_dtype: Option<DtypeArg>,
+    /// Where GPU kernels and autotune results are kept between runs [default: kernels/ in
+    /// the data directory].
+    #[arg(long, env = "R2V_KERNEL_CACHE")]
+    pub kernel_cache: Option<PathBuf>,
 }
 
 /// `r2v wan`.
@@ -148,18 +163,48 @@ pub struct WanPipelineArgs {
     /// Guidance scale [default: 5 for unipc, 1 (off) for flash].
     #[arg(long)]
     pub guidance: Option<f32>,
-    /// Flow shift [default: the model directory's].
+    /// Flow shift [default: the model directory's for unipc; flash uses LightX2V's fixed σ
+    /// list unless this is given].
     #[arg(long)]
     pub shift: Option<f64>,
-    /// VACE conditioning scale.
-    #[arg(long, default_value_t = 1.0)]
-    pub conditioning_scale: f32,
-    /// Frame order of multiple references.
-    #[arg(long, value_enum, default_value = "diffusers")]
-    pub reference_order: ReferenceOrderArg,
+    /// VACE conditioning scale [default: the model directory's r2v.json, else 1].
+    #[arg(long)]
+    pub conditioning_scale: Option<f32>,
+    /// Frame order of multiple references [default: the model directory's r2v.json, else
+    /// diffusers].
+    #[arg(long, value_enum)]
+    pub reference_order: Option<ReferenceOrderArg>,
     /// Precision of the DiT (the VAE stays f32).
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DtypeArg,
+    /// Where to run.
+    #[command(flatten)]
+    pub device: WanDeviceArgs,
+}
+
+/// Where `r2v wan forward` and `r2v wan pipeline` run.
+#[derive(Debug, Clone, Args)]
+pub struct WanDeviceArgs {
+    /// auto, cpu, cuda[:N] or wgpu[:N].
+    #[arg(long, default_value = "auto", env = "R2V_DEVICE")]
+    pub device: DeviceRequest,
+    /// Where GPU kernels and autotune results are kept between runs [default: kernels/ in
+    /// the data directory].
+    #[arg(long, env = "R2V_KERNEL_CACHE")]
+    pub kernel_cache: Option<PathBuf>,
+    /// Attention on a GPU: burn's flash kernel with f16 tiles and padded queries, or burn's
+    /// own choice (its naive path for f32 and bf16) [default: flash on GPUs].
+    #[arg(long, value_enum)]
+    pub attention: Option<AttentionArg>,
+}
+
+/// Attention kernels of `r2v wan forward`/`pipeline`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AttentionArg {
+    /// burn's flash kernel: f16 tiles, queries padded to its stage.
+    Flash,
+    /// burn's `attention` as it is.
+    Backend,
 }
 
 /// Modules `r2v wan forward` runs.
@@ -221,9 +266,9 @@ pub struct WanForwardArgs {
     /// diffusers' `enable_tiling` (256) does.
     #[arg(long)]
     pub vae_tile: Option<usize>,
-    /// Run on the GPU (needs a build with `--features cuda`).
-    #[arg(long)]
-    pub cuda: bool,
+    /// Where to run.
+    #[command(flatten)]
+    pub device: WanDeviceArgs,
     /// Run the forward pass this many times and print the timings.
     #[arg(long, default_value_t = 1)]
     pub repeat: usize,

@@ -44,7 +44,9 @@ fn exit_for(error: &RequestError) -> Exit {
         RequestError::Invalid(_) => Exit::Invalid,
         RequestError::ContentPolicy(_) => Exit::ContentPolicy,
         RequestError::Cancelled => Exit::Cancelled,
-        RequestError::TooLarge { .. } | RequestError::Internal { .. } => Exit::Internal,
+        RequestError::TooLarge { .. }
+        | RequestError::Internal { .. }
+        | RequestError::Fatal { .. } => Exit::Internal,
     }
 }
 
@@ -55,7 +57,8 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<E
         EndpointArg::Flash => Preset::Flash,
         EndpointArg::Standard => Preset::Standard,
     };
-    let engine = crate::service::engine(args.engine, &args.wan)?;
+    let engine =
+        crate::service::engine(args.engine, &args.wan, &crate::wan::default_kernel_cache())?;
     let loader = loader(&args.fetch, runtime)?;
     let input = match r2v_api::validate(
         &body,
@@ -211,7 +214,9 @@ fn report(error: &RequestError, as_json: bool) -> Exit {
             }
             RequestError::ContentPolicy(detail) => eprintln!("error: {}", describe(detail)),
             RequestError::Cancelled => eprintln!("error: cancelled"),
-            RequestError::TooLarge { .. } | RequestError::Internal { .. } => {
+            RequestError::TooLarge { .. }
+            | RequestError::Internal { .. }
+            | RequestError::Fatal { .. } => {
                 eprintln!("error: {}", error.summary())
             }
         }

@@ -16,12 +16,11 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Serve(_) | Command::Worker(_) => "info",
+        Command::Serve(_) | Command::Worker(_) | Command::Wan(_) => "info",
         Command::Run(_)
         | Command::Validate(_)
         | Command::Keys(_)
         | Command::Openapi
-        | Command::Wan(_)
         | Command::Models(_) => "warn",
     };
     logging::init_tracing(cli.log_format, default_filter);

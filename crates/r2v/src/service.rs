@@ -1,7 +1,9 @@
 //! The `serve`, `keys` and `worker` subcommands: configuration resolution (flags >
 //! environment > TOML file > defaults) and wiring around `r2v-server` and `r2v-worker`.
 
-use crate::cli::{EngineArg, KeysArgs, KeysCommand, ServeArgs, WanEngineArgs, WorkerArgs};
+use crate::cli::{
+    DtypeArg, EngineArg, KeysArgs, KeysCommand, ServeArgs, WanEngineArgs, WorkerArgs,
+};
 use crate::commands::Exit;
 use anyhow::{Context, bail};
 use r2v_engine::Engine;
@@ -13,15 +15,22 @@ use r2v_media::ffmpeg::Tools;
 use r2v_media::reference::ReferenceLoader;
 use r2v_server::config::{Secret, ServerConfig, default_data_dir};
 use r2v_store::{RequestStore, now_ms};
-use r2v_wan_engine::{WanEngine, WanOptions};
+use r2v_wan_engine::WanOptions;
 use r2v_worker::http::HttpSource;
 use serde_json::json;
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The engine `choice` names, loaded once (the wan engine loads its weights here).
-pub fn engine(choice: EngineArg, wan: &WanEngineArgs) -> anyhow::Result<Arc<dyn Engine>> {
+/// The engine `choice` names, loaded once (the wan engine loads its weights here, on the
+/// device `wan.device` names; GPU kernels are cached under `wan.kernel_cache`, else
+/// `kernel_cache`).
+pub fn engine(
+    choice: EngineArg,
+    wan: &WanEngineArgs,
+    kernel_cache: &Path,
+) -> anyhow::Result<Arc<dyn Engine>> {
     Ok(match choice {
         EngineArg::Preview => Arc::new(PreviewEngine),
         EngineArg::Wan => {
@@ -30,17 +39,20 @@ pub fn engine(choice: EngineArg, wan: &WanEngineArgs) -> anyhow::Result<Arc<dyn 
                     "the wan engine needs --model-dir (or R2V_MODEL_DIR, or model_dir in the config file)"
                 );
             };
+            let request = wan.device.unwrap_or_default();
+            let device = request
+                .resolve()
+                .with_context(|| format!("--device {request}"))?;
+            tracing::info!(requested = %request, chosen = %device, "wan engine device");
+            device.use_kernel_cache(wan.kernel_cache.as_deref().unwrap_or(kernel_cache))?;
             let options = WanOptions {
-                precision: wan
-                    .wan_dtype
-                    .map_or(r2v_wan::Precision::F32, crate::wan::precision),
+                precision: wan.wan_dtype.map(crate::wan::precision),
                 memory_budget: wan
                     .memory_budget_gb
                     .map(|g| (g * f64::from(1u32 << 30)) as u64),
             };
-            let engine = WanEngine::open(dir, options)
-                .with_context(|| format!("loading the wan engine from {}", dir.display()))?;
-            Arc::new(engine)
+            r2v_wan_engine::open(dir, &device, options)
+                .with_context(|| format!("loading the wan engine from {}", dir.display()))?
         }
     })
 }
@@ -117,6 +129,44 @@ pub fn resolve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     Ok(config)
 }
 
+/// The wan engine's flags over the config file's keys.
+fn wan_settings(flags: &WanEngineArgs, config: &ServerConfig) -> anyhow::Result<WanEngineArgs> {
+    let mut wan = flags.clone();
+    if wan.model_dir.is_none() {
+        wan.model_dir = config.model_dir.clone();
+    }
+    if wan.device.is_none()
+        && let Some(device) = &config.device
+    {
+        wan.device = Some(
+            device
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("device in the config file: {e}"))?,
+        );
+    }
+    if wan.kernel_cache.is_none() {
+        wan.kernel_cache = config.kernel_cache.clone();
+    }
+    if wan.memory_budget_gb.is_none() {
+        wan.memory_budget_gb = config.memory_budget_gb;
+    }
+    if wan.wan_dtype.is_none()
+        && let Some(dtype) = &config.wan_dtype
+    {
+        wan.wan_dtype = Some(match dtype.as_str() {
+            "f32" => DtypeArg::F32,
+            "bf16" => DtypeArg::Bf16,
+            other => bail!("wan_dtype = {other:?} in the config file: use \"f32\" or \"bf16\""),
+        });
+    }
+    if let Some(gb) = wan.memory_budget_gb
+        && !(gb.is_finite() && gb > 0.0)
+    {
+        bail!("--memory-budget-gb must be a positive number of GiB, not {gb}");
+    }
+    Ok(wan)
+}
+
 /// `r2v serve`.
 pub fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit> {
     let config = resolve_config(&args)?;
@@ -128,11 +178,8 @@ pub fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Resu
             bail!("engine = {other:?} in the config file: use \"preview\" or \"wan\"")
         }
     };
-    let mut wan = args.wan.clone();
-    if wan.model_dir.is_none() {
-        wan.model_dir = config.model_dir.clone();
-    }
-    let engine = engine(choice, &wan)?;
+    let wan = wan_settings(&args.wan, &config)?;
+    let engine = engine(choice, &wan, &config.data_dir.join("kernels"))?;
     let auth = config.auth;
     runtime.block_on(r2v_server::serve(config, engine, |address, key| {
         let mut out = std::io::stdout().lock();
@@ -211,7 +258,7 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         })?;
         let loader = ReferenceLoader::new(fetcher, Tools::default()).with_resolver(source.clone());
         let generator = Generator::new(
-            engine(args.engine, &args.wan)?,
+            engine(args.engine, &args.wan, &crate::wan::default_kernel_cache())?,
             loader,
             SafetyPolicy::default(),
         )

@@ -4,6 +4,7 @@
 
 mod util;
 
+use r2v_wan::compare::difference;
 use r2v_wan::tensor_io::{self, TensorMap};
 use std::path::{Path, PathBuf};
 
@@ -56,16 +57,11 @@ fn forward(
     out
 }
 
-/// max |got − want| / max |want|.
+/// max |got − want| / max |want|; a NaN or an infinity fails.
 fn relative_worst(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0f32, f32::max);
-    worst / scale
+    difference(got, want)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .relative()
 }
 
 #[test]
@@ -280,6 +276,40 @@ fn wan_forward_names_what_is_wrong() {
     );
 }
 
+/// Runs `r2v wan pipeline` on the pipeline fixture's inputs (32×32, 9 frames, 4 steps) with
+/// `model` and the extra flags, and returns its stdout.
+fn wan_pipeline(model: &Path, out: &Path, extra: &[&str]) -> String {
+    let io = fixture("pipeline/wan_vace_r2v_pipeline_tiny.io.safetensors");
+    let mut args = vec![
+        "wan",
+        "pipeline",
+        "--model-dir",
+        model.to_str().unwrap(),
+        "--inputs",
+        io.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--num-frames",
+        "9",
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+    ];
+    args.extend(extra);
+    let run = util::r2v(&args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
 #[test]
 fn wan_pipeline_reproduces_the_pipeline_fixture() {
     let dir = tempfile::tempdir().unwrap();
@@ -289,41 +319,12 @@ fn wan_pipeline_reproduces_the_pipeline_fixture() {
     // The unipc variant uses both prompts; the flash variant only the positive one.
     for (variant, schedule, shift) in [("unipc_cfg", "unipc", "3"), ("euler_nocfg", "flash", "5")] {
         let out = dir.path().join(format!("{variant}.safetensors"));
-        let run = util::r2v(&[
-            "wan",
-            "pipeline",
-            "--model-dir",
-            weights.to_str().unwrap(),
-            "--inputs",
-            io.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--height",
-            "32",
-            "--width",
-            "32",
-            "--num-frames",
-            "9",
-            "--steps",
-            "4",
-            "--schedule",
-            schedule,
-            "--shift",
-            shift,
-        ]);
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        wan_pipeline(&weights, &out, &["--schedule", schedule, "--shift", shift]);
         let check = |got: &str, want: &str, atol: f32| {
             let (g, w) = (read(&out, got), read(&io, &format!("{variant}.{want}")));
-            assert_eq!(g.len(), w.len(), "{variant} {got}");
-            let worst = g
-                .iter()
-                .zip(&w)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = difference(&g, &w)
+                .unwrap_or_else(|e| panic!("{variant} {got}: {e}"))
+                .max_abs;
             assert!(worst <= atol, "{variant} {got}: {worst:e}");
         };
         for k in 0..4 {
@@ -333,4 +334,50 @@ fn wan_pipeline_reproduces_the_pipeline_fixture() {
         check("final_latents", "final_latents", 1e-4);
         check("decoded_video", "decoded_video", 3e-4);
     }
+}
+
+/// The flash preset's σ list is LightX2V's fixed one: a model directory whose scheduler says
+/// `flow_shift` 3.0 (the tiny model, as the 480p checkpoints) still samples over
+/// [1, 0.9375, 0.8333, 0.625] and reproduces the fixture made with that list; only an
+/// explicit `--shift` changes it.
+#[test]
+fn wan_pipeline_flash_ignores_the_scheduler_shift() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    let made = std::process::Command::new("python3")
+        .arg(util::repo_root().join("scripts/make-tiny-wan-model.py"))
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let scheduler = std::fs::read_to_string(model.join("scheduler/scheduler_config.json")).unwrap();
+    assert!(scheduler.contains("\"flow_shift\": 3.0"), "{scheduler}");
+    let io = fixture("pipeline/wan_vace_r2v_pipeline_tiny.io.safetensors");
+    let run = |out: &Path, extra: &[&str]| {
+        wan_pipeline(&model, out, &[&["--schedule", "flash"], extra].concat())
+    };
+    let fixed = dir.path().join("fixed.safetensors");
+    let stdout = run(&fixed, &[]);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let sigmas: Vec<f64> = report["sigmas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap())
+        .collect();
+    for (got, want) in sigmas.iter().zip([1.0, 0.9375, 0.833_333_3, 0.625]) {
+        assert!((got - want).abs() < 1e-6, "{sigmas:?}");
+    }
+    let want = read(&io, "euler_nocfg.final_latents");
+    let worst = difference(&read(&fixed, "final_latents"), &want)
+        .unwrap()
+        .max_abs;
+    assert!(worst <= 1e-4, "fixed list: {worst:e}");
+    // The directory's shift, asked for explicitly, is another list and misses the fixture.
+    let shifted = dir.path().join("shifted.safetensors");
+    run(&shifted, &["--shift", "3"]);
+    let worst = difference(&read(&shifted, "final_latents"), &want)
+        .unwrap()
+        .max_abs;
+    assert!(worst > 1e-2, "shift 3 must differ: {worst:e}");
 }

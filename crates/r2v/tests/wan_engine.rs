@@ -228,6 +228,22 @@ fn bad_model_directories_and_budgets_are_refused_before_any_work() {
     budget.extend(["--memory-budget-gb".to_owned(), "0.0001".to_owned()]);
     call(budget, "over the memory budget");
 
+    // A device that is asked for but missing is a start-up error, never a silent CPU run.
+    for (device, message, applies) in [
+        ("cuda", "built without CUDA", !cfg!(feature = "cuda")),
+        ("wgpu:1", "built without wgpu", !cfg!(feature = "wgpu")),
+        ("cuda:99", "is not available", cfg!(feature = "cuda")),
+        ("wgpu:99", "is not available", cfg!(feature = "wgpu")),
+        ("gpu", "is not a device", true),
+    ] {
+        if !applies {
+            continue;
+        }
+        let mut on = base(model.to_str().unwrap());
+        on.extend(["--device".to_owned(), device.to_owned()]);
+        call(on, message);
+    }
+
     let plain = dir.path().join("plain");
     copy_dir(&model, &plain);
     let config_path = plain.join("transformer/config.json");
@@ -285,10 +301,50 @@ fn models_inspect_reports_the_kind_and_memory() {
     assert_eq!(report["parameters"]["vae"], 203_295);
     assert_eq!(report["dtype"], "f32");
     assert_eq!(report["text_encoder"], true);
-    let peaks = report["peak_gib"].as_array().unwrap();
-    assert_eq!(peaks.len(), 3);
+    let rows = report["memory"].as_array().unwrap();
+    let row = |device: &str, dtype: &str, case: &str| {
+        rows.iter()
+            .find(|r| {
+                r["device"] == device
+                    && r["dtype"] == dtype
+                    && r["case"].as_str().unwrap().contains(case)
+            })
+            .unwrap_or_else(|| panic!("{device} {dtype} {case}: {rows:?}"))
+    };
+    for (device, dtype) in [
+        ("cpu", "f32"),
+        ("cpu", "bf16"),
+        ("cuda", "bf16"),
+        ("cuda", "f32"),
+        ("wgpu", "f32"),
+    ] {
+        let native_720 = row(device, dtype, "1280×720");
+        let native_1080 = row(device, dtype, "1920×1088");
+        assert!(
+            num(&native_1080["device_gib"]) > num(&native_720["device_gib"]),
+            "1080p needs more than 720p on {device} {dtype}"
+        );
+    }
+    // On the CPU device and host are one memory; a GPU keeps the weights off the host.
+    let cpu = row("cpu", "f32", "1280×720");
+    assert_eq!(cpu["device_gib"], cpu["host_gib"]);
+    let gpu = row("cuda", "f32", "1280×720");
+    assert!(num(&gpu["host_gib"]) < num(&gpu["device_gib"]));
     assert!(
-        num(&peaks[1][1]) > num(&peaks[0][1]),
-        "1080p needs more than 720p"
+        num(&row("cuda", "bf16", "request")["device_gib"])
+            < num(&row("cuda", "f32", "request")["device_gib"])
     );
+    // The device it would run on (auto: the CPU in a build without GPU features).
+    assert_eq!(report["engine"]["device"]["kind"], "cpu");
+    assert_eq!(report["engine"]["dtype"], "f32");
+    assert_eq!(report["engine"]["text_encoder"], "resident");
+    let text = r2v(&[
+        "models",
+        "inspect",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("on cpu ("), "{text}");
 }
