@@ -11,10 +11,14 @@ have_ffmpeg() {
 }
 
 # With --clients: Node.js with npm and Python with venv, for the official clients'
-# conformance tests.
+# conformance tests, and a Vulkan driver (Mesa's lavapipe runs on the CPU) for the wgpu tests.
 have_clients() {
   command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
     command -v python3 >/dev/null 2>&1 && python3 -m venv --help >/dev/null 2>&1
+}
+have_vulkan() {
+  ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 &&
+    { ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null; }
 }
 
 want_clients=0
@@ -24,6 +28,9 @@ missing=()
 have_ffmpeg || missing+=(ffmpeg)
 if [ $want_clients = 1 ] && ! have_clients; then
   missing+=(nodejs npm python3 python3-venv)
+fi
+if [ $want_clients = 1 ] && ! have_vulkan; then
+  missing+=(mesa-vulkan-drivers libvulkan1)
 fi
 if [ ${#missing[@]} = 0 ]; then
   exit 0
@@ -38,6 +45,10 @@ fi
 
 if [ $want_clients = 1 ] && ! have_clients; then
   echo "ensure-deps: the conformance tests need Node.js 18+ with npm, and Python 3.9+ with venv" >&2
+  exit 1
+fi
+if [ $want_clients = 1 ] && ! have_vulkan; then
+  echo "ensure-deps: the wgpu tests need a Vulkan driver: Mesa's lavapipe (Debian: mesa-vulkan-drivers) or a GPU's" >&2
   exit 1
 fi
 

@@ -17,8 +17,9 @@
 #
 # Prerequisites on the GPU machine: `r2v` built here with
 #   cargo build --release -p r2v --features cuda   (carried as target/release/r2v)
-# and Python with torch, numpy, safetensors, Pillow, transformers and diffusers 0.42.1 (wheels in
-# .whl/ are installed first when present: `pip download diffusers==0.42.1 --no-deps -d .whl`).
+# and Python with torch, numpy, safetensors, Pillow, transformers, accelerate, ftfy and diffusers 0.42.1
+# (wheels in .whl/ are installed first when present:
+#   pip download diffusers==0.42.1 accelerate==1.15.0 ftfy==6.3.1 --no-deps -d .whl).
 #
 #   scripts/gpu-check.sh [OUT_DIR]          on a GPU machine
 #   scripts/gpu-check.sh --cpu-dry-run      here: the same steps on the CPU with a tiny model
@@ -36,12 +37,16 @@ started=$(date +%s)
 budget=${BUDGET_S:-465}   # the whole check, in seconds
 say() { echo "[$(( $(date +%s) - started ))s] $*" | tee -a "$out/summary.txt"; }
 since() { awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.2f", t1 - t0 }'; }
-# step SECONDS COMMAND...: runs within SECONDS and within what is left of the budget.
+# limit SECONDS: SECONDS, or what is left of the budget when that is less.
+limit() {
+  local left=$(( budget - ($(date +%s) - started) ))
+  if [ "$left" -lt "$1" ]; then echo "$left"; else echo "$1"; fi
+}
+# step SECONDS COMMAND...: runs within `limit SECONDS`; its output goes to the log and the screen.
 step() {
-  local left=$(( budget - ($(date +%s) - started) )) limit=$1; shift
-  [ "$left" -lt "$limit" ] && limit=$left
-  if [ "$limit" -le 5 ]; then echo "skipped (out of time): $*" | tee -a "$out/log.txt"; return 124; fi
-  timeout "$limit" "$@" 2>&1 | tee -a "$out/log.txt"; return "${PIPESTATUS[0]}"
+  local seconds; seconds=$(limit "$1"); shift
+  if [ "$seconds" -le 5 ]; then echo "skipped (out of time): $*" | tee -a "$out/log.txt"; return 124; fi
+  timeout "$seconds" bash -c '"$@"' step "$@" 2>&1 | tee -a "$out/log.txt"; return "${PIPESTATUS[0]}"
 }
 check() { $python scripts/gpu/vace_check.py "$@"; }
 
@@ -60,6 +65,9 @@ forward() { # MODULE NAME DTYPE [FLAGS...]: one fixture through r2v wan forward
     --config "$fixtures/$name.config.json" --weights "$fixtures/$name.weights.safetensors" \
     --inputs "$fixtures/$name.io.safetensors" --output "$out/$name.$dtype.safetensors" "$@"
 }
+# `step` runs its command in a child shell (for its time limit): it sees these.
+export r2v device python out fixtures cache
+export -f forward check
 
 # 1. Kernel cache, cold then warm: wall time of the whole process and its first forward.
 rm -rf "$cache"
@@ -116,9 +124,10 @@ if [ "$device" = cuda ]; then
   watcher=$!
 fi
 t0=$(date +%s.%N)
-step 300 "$r2v" run --engine wan --device "$device" --kernel-cache "$cache" --model-dir "$model" \
-  --input "$out/request.json" -o "$out/request.mp4" --json 2> >(while IFS= read -r l; do
-    echo "$(date +%s.%N) $l"; done > "$out/request.log") > "$out/request.json.out"
+{ timeout "$(limit 300)" "$r2v" run --engine wan --device "$device" --kernel-cache "$cache" \
+    --model-dir "$model" --input "$out/request.json" -o "$out/request.mp4" --json \
+    > "$out/request.json.out"; } 2>&1 |
+  while IFS= read -r line; do echo "$(date +%s.%N) $line"; done > "$out/request.log"
 wall=$(since "$t0")
 [ -n "${watcher:-}" ] && kill "$watcher"
 say "r2v request: wall $wall s, peak device memory $(sort -n "$peak" | tail -1) MiB (whole GPU)"

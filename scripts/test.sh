@@ -9,4 +9,11 @@ scripts/ensure-deps.sh --clients
 tests/conformance/py/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/py/requirements.txt
 # Property tests (no-panic checks) run this many cases each: bounded, but more than the default.
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
-cargo test --workspace --locked --no-fail-fast
+# One build with both GPU features: the CUDA backend is compiled (it cannot run here), and the
+# wgpu backend runs the golden fixtures and a whole request on Mesa's lavapipe (Vulkan on the
+# CPU). `auto` still picks the CPU here: lavapipe is a software adapter. Minimal autotuning keeps
+# lavapipe's kernel benchmarking short; without XDG_RUNTIME_DIR, Vulkan's Wayland probe complains
+# on every adapter listing.
+export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+cargo test --workspace --locked --no-fail-fast --features r2v/cuda,r2v/wgpu

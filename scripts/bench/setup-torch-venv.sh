@@ -20,7 +20,7 @@ fi
 "$VENV/bin/python" -m pip install --upgrade pip
 # The torch wheel is CUDA-linked (~5.7 GB with its nvidia-* deps); that is expected.
 "$VENV/bin/python" -m pip install "${FIND_LINKS[@]}" \
-    torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 Pillow==13.0.0 safetensors numpy
+    torch==2.15.0 diffusers==0.42.1 transformers==5.24.0 accelerate==1.15.0 ftfy==6.3.1 Pillow==13.0.0 safetensors numpy
 
 "$VENV/bin/python" - <<'PY'
 import torch, diffusers, transformers, safetensors, numpy

@@ -110,7 +110,9 @@ def prepare(out, size):
     }, os.path.join(out, "dit_inputs.safetensors"))
     save_file({"z": torch.randn(1, z, f, h, w, generator=g)}, os.path.join(out, "vae_inputs.safetensors"))
     rng = np.random.default_rng(4)
-    reference = (rng.random((s["height"] * 3 // 4 + 3, s["width"] // 2 + 5, 3)) * 255).astype(np.uint8)
+    # Odd sides, and at least the 240 px the API asks of a reference.
+    side = lambda n: max(243, n)
+    reference = (rng.random((side(s["height"] * 3 // 4 + 3), side(s["width"] // 2 + 5), 3)) * 255).astype(np.uint8)
     PIL.Image.fromarray(reference).save(os.path.join(out, "reference.png"))
     json.dump({"prompt": "Character1 walks along a beach at sunset", "image_urls": [os.path.join(out, "reference.png")],
                "resolution": "720p", "duration": "5", "seed": 11, "enable_prompt_expansion": False,
@@ -170,7 +172,8 @@ def pipeline(out, device):
     scheduler.set_timesteps = functools.partial(FlowMatchEulerDiscreteScheduler.set_timesteps, scheduler,
                                                 sigmas=FLASH_SIGMAS)
     pipe = WanVACEPipeline(
-        tokenizer=PreTrainedTokenizerFast(tokenizer_file=os.path.join(model, "tokenizer", "tokenizer.json")),
+        tokenizer=PreTrainedTokenizerFast(tokenizer_file=os.path.join(model, "tokenizer", "tokenizer.json"),
+                                          pad_token="<pad>", eos_token="</s>", unk_token="<unk>"),
         text_encoder=UMT5EncoderModel.from_pretrained(os.path.join(model, "text_encoder"), torch_dtype=torch.bfloat16),
         vae=AutoencoderKLWan.from_pretrained(os.path.join(model, "vae"), torch_dtype=torch.float32),
         scheduler=scheduler,

@@ -57,6 +57,7 @@ pub struct WanEngine<B: Backend> {
     backend_device: B::Device,
     parameters: Parameters,
     precision: Precision,
+    load: LoadOptions,
     plan: memory::Plan,
     gate: MemoryGate,
     text: TextStage<B>,
@@ -142,10 +143,10 @@ impl<B: Backend> WanEngine<B> {
         };
         let load = LoadOptions {
             precision,
-            attention: device.kind.attention(),
+            attention: device.kind.attention(precision),
         };
         let text = if plan.text_resident {
-            TextStage::Resident(Mutex::new(dir.text_encoder(precision, &backend_device)?))
+            TextStage::Resident(Mutex::new(dir.text_encoder(load, &backend_device)?))
         } else {
             TextStage::OnDemand
         };
@@ -174,6 +175,7 @@ impl<B: Backend> WanEngine<B> {
             backend_device,
             parameters,
             precision,
+            load,
             plan,
             text,
             standard,
@@ -242,7 +244,7 @@ impl<B: Backend> WanEngine<B> {
             TextStage::OnDemand => {
                 let encoder = self
                     .dir
-                    .text_encoder::<B>(self.precision, &self.backend_device)
+                    .text_encoder::<B>(self.load, &self.backend_device)
                     .map_err(model_error)?;
                 run(&encoder).map_err(model_error)
             }

@@ -41,21 +41,32 @@ pub struct Parameters {
     pub vae: u64,
     /// umT5, when present.
     pub text_encoder: u64,
+    /// Of those, umT5's token table(s) (`shared`, a tied `embed_tokens`): read row by row from
+    /// the mapped file, never loaded.
+    pub text_token_table: u64,
 }
 
 /// Counts the parameters of each part.
 pub fn parameters(dir: &ModelDir) -> Result<(Parameters, String), WanError> {
     let (transformer, _, dtype) = dir.summary(&dir.transformer)?;
     let (vae, _, _) = dir.summary(&dir.vae)?;
-    let text_encoder = match &dir.text {
-        Some((part, _)) => dir.summary(part)?.0,
-        None => 0,
+    let (text_encoder, text_token_table) = match &dir.text {
+        Some((part, _)) => {
+            let weights = dir.weights(part, Precision::F32)?;
+            let table = ["shared.weight", "encoder.embed_tokens.weight"]
+                .iter()
+                .filter_map(|name| weights.count(name))
+                .sum();
+            (weights.summary().0, table)
+        }
+        None => (0, 0),
     };
     Ok((
         Parameters {
             transformer,
             vae,
             text_encoder,
+            text_token_table,
         },
         dtype,
     ))
@@ -73,11 +84,15 @@ pub struct WeightBytes {
 }
 
 impl WeightBytes {
-    /// The weights of `parameters` in `precision`; `transformers` copies of the DiT.
+    /// The weights of `parameters` in `precision` (umT5's token table stays mapped);
+    /// `transformers` copies of the DiT.
     pub fn of(parameters: &Parameters, precision: Precision, transformers: u64) -> Self {
         Self {
             transformer: parameters.transformer * bytes(precision) * transformers.max(1),
-            text_encoder: parameters.text_encoder * bytes(precision),
+            text_encoder: parameters
+                .text_encoder
+                .saturating_sub(parameters.text_token_table)
+                * bytes(precision),
             vae: parameters.vae * 4,
         }
     }

@@ -94,11 +94,17 @@ impl DeviceKind {
         !(self == Self::Wgpu && precision == Precision::Bf16)
     }
 
-    /// The attention kernel models use on this kind of device.
-    pub fn attention(self) -> crate::attention::Kernel {
-        match self {
-            Self::Cpu => crate::attention::Kernel::Backend,
-            Self::Cuda | Self::Wgpu => crate::attention::Kernel::Flash { stage: 128 },
+    /// The attention kernel models use on this kind of device in `precision`: burn's flash
+    /// kernel (f16 tiles) for bf16 on a GPU, where f16 loses nothing; burn's own attention in
+    /// f32 on a GPU (the exact path: f16 tiles would cost about 6e-4 of the output's range);
+    /// on the CPU, heads spread over the threads.
+    pub fn attention(self, precision: Precision) -> crate::attention::Kernel {
+        match (self, precision) {
+            (Self::Cpu, _) => crate::attention::Kernel::Threads,
+            (Self::Cuda | Self::Wgpu, Precision::Bf16) => {
+                crate::attention::Kernel::Flash { stage: 128 }
+            }
+            (Self::Cuda | Self::Wgpu, Precision::F32) => crate::attention::Kernel::Backend,
         }
     }
 }
@@ -404,7 +410,8 @@ fn set_kernel_cache(dir: &Path) {
     use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
     static SET: std::sync::Once = std::sync::Once::new();
     SET.call_once(|| {
-        let mut config = CubeClRuntimeConfig::default();
+        // cubecl's own variables (CUBECL_AUTOTUNE_LEVEL, CUBECL_DEBUG_LOG) still apply.
+        let mut config = CubeClRuntimeConfig::default().override_from_env();
         config.compilation.cache = Some(CacheConfig::File(dir.to_path_buf()));
         config.autotune.cache = CacheConfig::File(dir.to_path_buf());
         CubeClRuntimeConfig::set(config);

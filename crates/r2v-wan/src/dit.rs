@@ -14,7 +14,7 @@
 //!
 //! Start at [`WanTransformer::forward`].
 
-use crate::attention::{Kernel, Scale, attention};
+use crate::attention::{Kernel, Scale, attention, merge_heads, split_heads};
 use crate::config::TransformerConfig;
 use crate::layers::{LayerNorm, Linear, RmsNorm, gelu_tanh};
 use crate::weights::Weights;
@@ -88,18 +88,11 @@ impl<B: Backend> Attention<B> {
 
     /// `[b, l, dim]` → `[b, heads, l, head_dim]`, with RoPE when given.
     fn heads(&self, x: Tensor<B, 3>, rope: Option<&Rope<B>>) -> Tensor<B, 4> {
-        let [b, l, dim] = x.dims();
-        let x = x.reshape([b, l, self.heads, dim / self.heads]);
-        let x = match rope {
+        let x = split_heads(x, self.heads);
+        match rope {
             Some(rope) => rope.apply(x),
             None => x,
-        };
-        x.swap_dims(1, 2)
-    }
-
-    fn merge(x: Tensor<B, 4>) -> Tensor<B, 3> {
-        let [b, h, l, d] = x.dims();
-        x.swap_dims(1, 2).reshape([b, l, h * d])
+        }
     }
 
     fn forward(
@@ -120,7 +113,7 @@ impl<B: Backend> Attention<B> {
             let v = self.heads(add_v.forward(image.clone()), None);
             out = out + attention(kernel, q, k, v, None, Scale::Default);
         }
-        self.to_out.forward(Self::merge(out))
+        self.to_out.forward(merge_heads(out))
     }
 }
 
@@ -271,11 +264,11 @@ impl<B: Backend> ImageEmbedder<B> {
     }
 }
 
-/// Per-token cos/sin of the three-axis rotary embedding, `[1, tokens, 1, head_dim/2]`, in
-/// f32 (computed in f64, as diffusers).
+/// Per-token cos/sin of the three-axis rotary embedding, one row of `tokens × head_dim/2`
+/// values shared by every head, in f32 (computed in f64, as diffusers).
 pub struct Rope<B: Backend> {
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
 }
 
 impl<B: Backend> Rope<B> {
@@ -305,24 +298,29 @@ impl<B: Backend> Rope<B> {
                 }
             }
         }
-        let shape = [1, f * h * w, 1, head_dim / 2];
+        let shape = [1, f * h * w * (head_dim / 2)];
         Self {
             cos: Precision::F32.apply(Tensor::from_data(TensorData::new(cos, shape), device)),
             sin: Precision::F32.apply(Tensor::from_data(TensorData::new(sin, shape), device)),
         }
     }
 
-    /// Rotates adjacent pairs of `[b, l, heads, head_dim]` in f32; the result is rounded
-    /// once to `x`'s precision.
+    /// Rotates adjacent pairs `(x[2i], x[2i+1])` of `[b, heads, l, head_dim]` in f32, rounded
+    /// once to `x`'s precision, and answers them half-split: `[first of every pair | second
+    /// of every pair]`. That is a fixed permutation of each head's channels: applied to q and
+    /// k alike, it leaves every q·k, so the attention, unchanged, and it saves interleaving
+    /// the halves back (a copy of one element at a time).
     pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, l, h, d] = x.dims();
+        let [b, h, l, d] = x.dims();
         let stream = Precision::of(&x);
-        let pairs = Precision::F32.apply(x).reshape([b, l, h, d / 2, 2]);
-        let x1 = pairs.clone().narrow(4, 0, 1).reshape([b, l, h, d / 2]);
-        let x2 = pairs.narrow(4, 1, 1).reshape([b, l, h, d / 2]);
+        let pairs = Precision::F32.apply(x).reshape([b, h, l, d / 2, 2]);
+        // Rows of one head's `l × d/2` values, so that the tables broadcast as one row.
+        let x1 = pairs.clone().narrow(4, 0, 1).reshape([b * h, l * d / 2]);
+        let x2 = pairs.narrow(4, 1, 1).reshape([b * h, l * d / 2]);
         let out1 = x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone();
         let out2 = x1 * self.sin.clone() + x2 * self.cos.clone();
-        stream.apply(Tensor::stack::<5>(vec![out1, out2], 4).reshape([b, l, h, d]))
+        let half = |t: Tensor<B, 2>| t.reshape([b, h, l, d / 2]);
+        stream.apply(Tensor::cat(vec![half(out1), half(out2)], 3))
     }
 }
 

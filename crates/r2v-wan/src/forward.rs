@@ -250,11 +250,12 @@ fn umt5<B: Backend>(
     device: &B::Device,
 ) -> Result<(TensorMap, Timings), WanError> {
     let (model, load) = loaded(|| {
-        Umt5Encoder::<B>::load(
+        Ok(Umt5Encoder::<B>::load(
             Umt5Config::from_file(files.config)?,
             files.weights()?,
             device,
-        )
+        )?
+        .with_attention(files.attention))
     })?;
     let (shape, ids) = inputs
         .get("input_ids")

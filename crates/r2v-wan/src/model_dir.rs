@@ -434,7 +434,7 @@ impl ModelDir {
     /// umT5 with its tokenizer on `device`, or an error when the directory has none.
     pub fn text_encoder<B: Backend>(
         &self,
-        precision: Precision,
+        options: LoadOptions,
         device: &B::Device,
     ) -> Result<TextEncoder<B>, WanError> {
         let (Some((part, tokenizer)), Some(config)) = (&self.text, self.text_config()?) else {
@@ -446,8 +446,9 @@ impl ModelDir {
         TextEncoder::load(
             tokenizer,
             config,
-            self.weights(part, precision)?,
+            self.weights(part, options.precision)?,
             self.settings.text_len.unwrap_or(512),
+            options.attention,
             device,
         )
     }

@@ -8,6 +8,7 @@
 //! terminal-escape characters, NFC). It does not repair mojibake (text that was decoded
 //! with the wrong codec), which ftfy also does; such prompts tokenise differently.
 
+use crate::attention::Kernel;
 use crate::umt5::{Umt5Config, Umt5Encoder};
 use crate::weights::Weights;
 use crate::{Precision, WanError};
@@ -97,6 +98,7 @@ impl<B: Backend> TextEncoder<B> {
         config: Umt5Config,
         weights: Weights,
         text_len: usize,
+        attention: Kernel,
         device: &B::Device,
     ) -> Result<Self, WanError> {
         let mut tokenizer = Tokenizer::from_file(tokenizer)
@@ -108,7 +110,7 @@ impl<B: Backend> TextEncoder<B> {
             }))
             .map_err(|e| WanError::Config(format!("tokenizer truncation: {e}")))?;
         tokenizer.with_padding(None);
-        let encoder = Umt5Encoder::load(config, weights, device)?;
+        let encoder = Umt5Encoder::load(config, weights, device)?.with_attention(attention);
         Ok(Self {
             tokenizer,
             encoder,

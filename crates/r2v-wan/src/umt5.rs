@@ -6,7 +6,7 @@
 //! 256 384 × 4096 (4 GB in f32), so it stays memory-mapped and only the rows of the
 //! prompt's tokens are read.
 
-use crate::attention::{Kernel, Scale, attention};
+use crate::attention::{Kernel, Scale, attention, merge_heads, split_heads};
 use crate::layers::{RmsNorm, gelu_tanh};
 use crate::weights::Weights;
 use crate::{Precision, WanError};
@@ -137,9 +137,16 @@ pub struct Umt5Encoder<B: Backend> {
     layers: Vec<Layer<B>>,
     final_norm: RmsNorm<B>,
     device: B::Device,
+    attention: Kernel,
 }
 
 impl<B: Backend> Umt5Encoder<B> {
+    /// Runs attention with `kernel` (see [`crate::attention`]).
+    pub fn with_attention(mut self, kernel: Kernel) -> Self {
+        self.attention = kernel;
+        self
+    }
+
     /// Builds the encoder from transformers-named weights (`shared.weight` or
     /// `encoder.embed_tokens.weight`, `encoder.block.N.layer.…`).
     pub fn load(
@@ -219,6 +226,7 @@ impl<B: Backend> Umt5Encoder<B> {
             layers,
             final_norm,
             device: device.clone(),
+            attention: Kernel::default(),
         })
     }
 
@@ -275,17 +283,14 @@ impl<B: Backend> Umt5Encoder<B> {
                 &self.device,
             ));
             let h = layer.norm1.forward(x.clone());
-            let split = |t: Tensor<B, 3>| t.reshape([1, len, heads, c.d_kv]).swap_dims(1, 2);
-            let attended = attention(
-                Kernel::Backend,
-                split(layer.q.forward(h.clone())),
-                split(layer.k.forward(h.clone())),
-                split(layer.v.forward(h)),
+            let attended = merge_heads(attention(
+                self.attention,
+                split_heads(layer.q.forward(h.clone()), heads),
+                split_heads(layer.k.forward(h.clone()), heads),
+                split_heads(layer.v.forward(h), heads),
                 Some(bias),
                 Scale::Value(1.0),
-            )
-            .swap_dims(1, 2)
-            .reshape([1, len, heads * c.d_kv]);
+            ));
             x = x + layer.o.forward(attended);
             let h = layer.norm2.forward(x.clone());
             let gated = gelu_tanh(layer.gate.forward(h.clone())) * layer.up.forward(h);

@@ -160,6 +160,13 @@ impl Weights {
         )
     }
 
+    /// The parameter count of the tensor `name`, if it exists.
+    pub fn count(&self, name: &str) -> Option<u64> {
+        self.entries
+            .get(&format!("{}{name}", self.prefix))
+            .map(|e| e.shape.iter().product::<usize>() as u64)
+    }
+
     /// Whether a tensor exists.
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(&format!("{}{name}", self.prefix))

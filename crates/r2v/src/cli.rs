@@ -193,7 +193,7 @@ pub struct WanDeviceArgs {
     #[arg(long, env = "R2V_KERNEL_CACHE")]
     pub kernel_cache: Option<PathBuf>,
     /// Attention on a GPU: burn's flash kernel with f16 tiles and padded queries, or burn's
-    /// own choice (its naive path for f32 and bf16) [default: flash on GPUs].
+    /// own choice (its naive path for f32 and bf16) [default: flash for bf16 on a GPU].
     #[arg(long, value_enum)]
     pub attention: Option<AttentionArg>,
 }

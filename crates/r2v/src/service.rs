@@ -319,4 +319,42 @@ mod tests {
         let err = resolve_config(&serve_args(&["--public-url", "ftp://x"])).unwrap_err();
         assert!(err.to_string().contains("--public-url"));
     }
+
+    #[test]
+    fn the_wan_engine_settings_come_from_flags_then_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r2v.toml");
+        std::fs::write(
+            &file,
+            "device = \"cpu\"\nwan_dtype = \"bf16\"\nmemory_budget_gb = 12.5\nkernel_cache = \"/k\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let args = serve_args(&["--config", path, "--device", "cuda:1"]);
+        let wan = wan_settings(&args.wan, &resolve_config(&args).unwrap()).unwrap();
+        assert_eq!(
+            wan.device,
+            Some(r2v_wan::device::DeviceRequest::Cuda(1)),
+            "the flag wins"
+        );
+        assert!(matches!(wan.wan_dtype, Some(DtypeArg::Bf16)));
+        assert_eq!(wan.memory_budget_gb, Some(12.5));
+        assert_eq!(
+            wan.kernel_cache.as_deref(),
+            Some(std::path::Path::new("/k"))
+        );
+        let args = serve_args(&["--config", path]);
+        let wan = wan_settings(&args.wan, &resolve_config(&args).unwrap()).unwrap();
+        assert_eq!(wan.device, Some(r2v_wan::device::DeviceRequest::Cpu));
+        for (bad, message) in [
+            ("device = \"gpu\"", "device in the config file"),
+            ("wan_dtype = \"f16\"", "wan_dtype"),
+            ("memory_budget_gb = -1.0", "--memory-budget-gb"),
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let args = serve_args(&["--config", path]);
+            let err = wan_settings(&args.wan, &resolve_config(&args).unwrap()).unwrap_err();
+            assert!(format!("{err:#}").contains(message), "{bad}: {err:#}");
+        }
+    }
 }

@@ -29,8 +29,9 @@ pub fn default_kernel_cache() -> PathBuf {
     r2v_server::config::default_data_dir().join("kernels")
 }
 
-/// The device `args` name, present, with its kernel cache set up, and the attention kernel.
-fn device(args: &WanDeviceArgs) -> anyhow::Result<(Device, Kernel)> {
+/// The device `args` name, present, with its kernel cache set up, and the attention kernel
+/// for `precision` there.
+fn device(args: &WanDeviceArgs, precision: Precision) -> anyhow::Result<(Device, Kernel)> {
     let device = args
         .device
         .resolve()
@@ -45,7 +46,7 @@ fn device(args: &WanDeviceArgs) -> anyhow::Result<(Device, Kernel)> {
     let attention = match args.attention {
         Some(AttentionArg::Flash) => Kernel::Flash { stage: 128 },
         Some(AttentionArg::Backend) => Kernel::Backend,
-        None => device.kind.attention(),
+        None => device.kind.attention(precision),
     };
     Ok((device, attention))
 }
@@ -61,7 +62,7 @@ pub fn wan(args: WanArgs) -> anyhow::Result<Exit> {
                 WanModuleArg::VaeDecode => Module::VaeDecode,
                 WanModuleArg::Umt5 => Module::Umt5,
             };
-            let (device, attention) = device(&a.device)?;
+            let (device, attention) = device(&a.device, precision(a.dtype))?;
             let files = Files {
                 config: &a.config,
                 weights: &a.weights,
@@ -89,7 +90,7 @@ pub fn wan(args: WanArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         WanCommand::Pipeline(a) => {
-            let (device, attention) = device(&a.device)?;
+            let (device, attention) = device(&a.device, precision(a.dtype))?;
             let run = PipelineRun {
                 model_dir: &a.model_dir,
                 inputs: &a.inputs,

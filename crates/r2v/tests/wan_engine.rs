@@ -348,3 +348,46 @@ fn models_inspect_reports_the_kind_and_memory() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("on cpu ("), "{text}");
 }
+
+/// The whole engine on a GPU-class backend: `r2v run --engine wan --device wgpu:0` (lavapipe in
+/// CI) gives a contract-correct mp4, and says which device ran it. Built only with
+/// `--features wgpu`.
+#[cfg(feature = "wgpu")]
+#[test]
+fn run_on_wgpu_is_contract_correct() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = dir.path().join("wgpu.mp4");
+    let request = dir.path().join("request.json");
+    let reference = util::repo_root().join("examples/character-warm.png");
+    std::fs::write(
+        &request,
+        json!({"prompt": "Character1 walks on the grass", "image_urls": [reference],
+               "resolution": "720p", "seed": 3})
+        .to_string(),
+    )
+    .unwrap();
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kernels");
+    let output = r2v(&[
+        "run",
+        "--engine",
+        "wan",
+        "--device",
+        "wgpu:0",
+        "--kernel-cache",
+        cache.to_str().unwrap(),
+        "--model-dir",
+        model.to_str().unwrap(),
+        "--input",
+        request.to_str().unwrap(),
+        "--x264-preset",
+        "ultrafast",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("f32 on wgpu:0 ("), "{stderr}");
+    assert!(stderr.contains("denoise: shot 1/1, step 4/4"), "{stderr}");
+    assert_contract(&out);
+}
