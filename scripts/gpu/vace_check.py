@@ -5,7 +5,8 @@ and diffusers' timings and outputs on the same device for r2v to be compared wit
     vace_check.py prepare OUT [--size 1.3b|tiny]   model dir, DiT-step inputs, VAE inputs, a request
     vace_check.py dit OUT [--device cuda]           WanVACETransformer3DModel bf16, one step: median s
     vace_check.py vae OUT [--device cuda]           AutoencoderKLWan f32 decode of the clip: median s
-    vace_check.py pipeline OUT [--device cuda]      WanVACEPipeline, flash σ list, no CFG: wall, stages, peak
+    vace_check.py pipeline OUT [--device cuda]      WanVACEPipeline, flash σ list, no CFG, what r2v's 5 s
+                                                    request generates: wall, stages, peak
     vace_check.py compare REF GOT KEY --rel R       max |Δ| ≤ R·max|ref| (exit 1 when not, or not finite)
     vace_check.py tf32-gap FIXTURE_DIR NAME         diffusers on this GPU with TF32 on vs the CPU fixture
 
@@ -37,6 +38,8 @@ SIZES = {
         vae=dict(),
         umt5=dict(d_model=4096, d_kv=64, d_ff=10240, num_layers=2, num_heads=64),
         height=480, width=832, frames=81, max_area=832 * 480,
+        # What r2v generates for a 16:9 request with that max_area (sides multiples of 16).
+        request_width=848, request_height=480,
     ),
     "tiny": dict(
         transformer=dict(num_attention_heads=2, attention_head_dim=32, ffn_dim=128, num_layers=4,
@@ -44,6 +47,7 @@ SIZES = {
         vae=dict(base_dim=8, dim_mult=[1, 2, 2, 2], num_res_blocks=1),
         umt5=dict(d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4),
         height=64, width=64, frames=9, max_area=64 * 64,
+        request_width=80, request_height=48,
     ),
 }
 
@@ -117,7 +121,7 @@ def prepare(out, size):
     json.dump({"prompt": "Character1 walks along a beach at sunset", "image_urls": [os.path.join(out, "reference.png")],
                "resolution": "720p", "duration": "5", "seed": 11, "enable_prompt_expansion": False,
                "enable_audio": False}, open(os.path.join(out, "request.json"), "w"))
-    json.dump({"size": size, **{k: s[k] for k in ("height", "width", "frames")}},
+    json.dump({"size": size, **{k: s[k] for k in ("request_height", "request_width")}},
               open(os.path.join(out, "check.json"), "w"))
     log("prepared", model)
 
@@ -189,7 +193,7 @@ def pipeline(out, device):
     with torch.no_grad():
         frames = pipe(prompt="Character1 walks along a beach at sunset",
                       reference_images=[PIL.Image.open(os.path.join(out, "reference.png"))],
-                      height=check["height"], width=check["width"], num_frames=check["frames"],
+                      height=check["request_height"], width=check["request_width"], num_frames=81,
                       num_inference_steps=4, guidance_scale=1.0, output_type="np",
                       generator=torch.Generator(device).manual_seed(11),
                       callback_on_step_end=lambda p, i, t, kw: steps.append(time.perf_counter()) or {}).frames

@@ -1,8 +1,11 @@
-//! A render may take as long as it takes: the encoder's watchdog measures stalls of
-//! ffmpeg, not the engine's time. An engine that pauses longer than the encoder's limit
-//! before its first frame and between shots still gives a complete mp4 (real ffmpeg).
+//! `Generator::generate` around engines that misbehave, with the real ffmpeg:
+//! - a render may take as long as it takes: the encoder's watchdog measures stalls of ffmpeg,
+//!   not the engine's time, so an engine that pauses longer than the encoder's limit before
+//!   its first frame and between shots still gives a complete mp4;
+//! - an engine that refuses a plan in a way every attempt would repeat fails the request at
+//!   once (`RequestError::Fatal`, not retried), while a model failure stays retryable.
 
-use r2v_api::{Preset, ValidateOptions};
+use r2v_api::{Preset, RequestError, ValidateOptions};
 use r2v_engine::engine::{Engine, EngineError, FrameSink, LogLevel, ReferenceMedia, RenderCtx};
 use r2v_engine::pipeline::Generator;
 use r2v_engine::plan::Plan;
@@ -62,6 +65,29 @@ impl Engine for SlowEngine {
     }
 }
 
+/// Fails every render with the error it holds.
+struct Failing(fn() -> EngineError);
+
+impl Engine for Failing {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+
+    fn describe(&self) -> String {
+        "an engine that fails".to_owned()
+    }
+
+    fn render(
+        &self,
+        _: &Plan,
+        _: &[ReferenceMedia],
+        _: &mut dyn RenderCtx,
+        _: &mut dyn FrameSink,
+    ) -> Result<(), EngineError> {
+        Err((self.0)())
+    }
+}
+
 struct Quiet;
 
 impl RenderCtx for Quiet {
@@ -72,15 +98,15 @@ impl RenderCtx for Quiet {
     }
 }
 
-#[test]
-fn a_render_slower_than_the_encoder_limit_completes() {
+/// A generator on `engine` with the short encoder limit, and a 720p request.
+fn setup(engine: Arc<dyn Engine>) -> (tokio::runtime::Runtime, Generator, r2v_api::ValidInput) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fetcher = {
         let _guard = runtime.enter();
         Fetcher::new(FetchPolicy::default()).unwrap()
     };
     let generator = Generator::new(
-        Arc::new(SlowEngine),
+        engine,
         ReferenceLoader::new(fetcher, Tools::default()),
         SafetyPolicy::default(),
     )
@@ -91,6 +117,12 @@ fn a_render_slower_than_the_encoder_limit_completes() {
         &ValidateOptions::default(),
     )
     .unwrap();
+    (runtime, generator, input)
+}
+
+#[test]
+fn a_render_slower_than_the_encoder_limit_completes() {
+    let (runtime, generator, input) = setup(Arc::new(SlowEngine));
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("slow.mp4");
     let started = Instant::now();
@@ -105,5 +137,38 @@ fn a_render_slower_than_the_encoder_limit_completes() {
     assert_eq!(
         (generated.probe.video.width, generated.probe.video.height),
         (1280, 720)
+    );
+}
+
+#[test]
+fn a_refused_plan_fails_at_once_and_a_model_failure_is_retryable() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |engine: Failing| {
+        let (runtime, generator, input) = setup(Arc::new(engine));
+        generator
+            .generate(
+                runtime.handle(),
+                &input,
+                Preset::Flash,
+                &dir.path().join("x.mp4"),
+                &mut Quiet,
+            )
+            .unwrap_err()
+    };
+    let refused = run(Failing(|| {
+        EngineError::Refused("shape: 7 frames".to_owned())
+    }));
+    assert!(
+        matches!(&refused, RequestError::Fatal { message } if message.contains("7 frames")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        (refused.status(), refused.error_type()),
+        (500, "internal_error")
+    );
+    let failed = run(Failing(|| EngineError::Model("device lost".to_owned())));
+    assert!(
+        matches!(&failed, RequestError::Internal { message } if message.contains("device lost")),
+        "{failed:?}"
     );
 }
