@@ -9,6 +9,9 @@ scripts/ensure-deps.sh --clients
 tests/conformance/py/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/py/requirements.txt
 # Property tests (no-panic checks) run this many cases each: bounded, but more than the default.
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
+# The fuzz targets (bolero, `tests/fuzz.rs` of r2v-api and r2v-media) run on random inputs for
+# this long each: a bounded run; `cargo bolero test` runs them coverage-guided (docs/security.md).
+export BOLERO_RANDOM_TEST_TIME_MS="${BOLERO_RANDOM_TEST_TIME_MS:-20000}"
 # One build with both GPU features: the CUDA backend is compiled (it cannot run here), and the
 # wgpu backend runs the golden fixtures and a whole request on Mesa's lavapipe (Vulkan on the
 # CPU). `auto` still picks the CPU here: lavapipe is a software adapter. Minimal autotuning keeps

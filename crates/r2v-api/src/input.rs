@@ -11,6 +11,7 @@ use crate::loc;
 use crate::prompt::{self, Timeline};
 use crate::sizes::{AspectRatio, Duration, Resolution};
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Longest prompt, in Unicode scalar values.
@@ -131,33 +132,22 @@ impl ValidInput {
     }
 }
 
-/// Parses a request body and validates it; malformed JSON is a `json_invalid` detail.
+/// Parses a request body and validates it; malformed JSON is a `json_invalid` detail. Only
+/// the contract's fields are kept while parsing ([`crate::body::RequestBody`]).
 pub fn validate_json_bytes(
     body: &[u8],
     options: &ValidateOptions,
 ) -> Result<ValidInput, Vec<ErrorDetail>> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(value) => validate(&value, options),
-        Err(e) => {
-            let position = byte_offset(body, e.line(), e.column());
-            Err(vec![
-                ErrorDetail::new(loc!["body", position], "json_invalid", "JSON decode error")
-                    .with_ctx(json!({ "error": e.to_string() })),
-            ])
-        }
-    }
+    crate::body::RequestBody::parse(body)
+        .map_err(|detail| vec![detail])?
+        .validate(options)
 }
 
-fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
-    let line_start: usize = body
-        .split(|&b| b == b'\n')
-        .take(line.saturating_sub(1))
-        .map(|l| l.len() + 1)
-        .sum();
-    (line_start + column.saturating_sub(1)).min(body.len())
-}
+/// Most problems listed in one 422 body; a body with more lists these.
+pub const MAX_ERRORS: usize = 32;
 
-/// Checks every field rule of SPEC §2 and returns all problems together.
+/// Checks every field rule of SPEC §2 and returns all problems together (at most
+/// [`MAX_ERRORS`]).
 pub fn validate(body: &Value, options: &ValidateOptions) -> Result<ValidInput, Vec<ErrorDetail>> {
     let Some(obj) = body.as_object() else {
         return Err(vec![
@@ -169,9 +159,32 @@ pub fn validate(body: &Value, options: &ValidateOptions) -> Result<ValidInput, V
             .with_input(truncated(body)),
         ]);
     };
+    validate_object(obj, &BTreeMap::new(), options)
+}
+
+/// [`validate`] of an object whose lists in `list_lengths` were cut short while parsing (the
+/// real lengths are given there).
+pub(crate) fn validate_object(
+    obj: &Map<String, Value>,
+    list_lengths: &BTreeMap<&'static str, usize>,
+    options: &ValidateOptions,
+) -> Result<ValidInput, Vec<ErrorDetail>> {
+    validate_fields(obj, list_lengths, options).map_err(|mut errors| {
+        errors.truncate(MAX_ERRORS);
+        errors
+    })
+}
+
+/// Every field rule: the valid input, or the problems (not yet capped).
+fn validate_fields(
+    obj: &Map<String, Value>,
+    list_lengths: &BTreeMap<&'static str, usize>,
+    options: &ValidateOptions,
+) -> Result<ValidInput, Vec<ErrorDetail>> {
     let mut errors = Vec::new();
     let mut fields = Fields {
         obj,
+        list_lengths,
         errors: &mut errors,
     };
 
@@ -311,6 +324,8 @@ fn check_character_tags(prompt: &str, references: usize, errors: &mut Vec<ErrorD
 /// Reads typed fields out of the body object, recording problems as it goes.
 struct Fields<'a> {
     obj: &'a Map<String, Value>,
+    /// Real lengths of lists that were cut short while parsing.
+    list_lengths: &'a BTreeMap<&'static str, usize>,
     errors: &'a mut Vec<ErrorDetail>,
 }
 
@@ -398,18 +413,22 @@ impl<'a> Fields<'a> {
             );
             return None;
         };
-        let mut ok = true;
-        if items.len() > max {
-            ok = false;
+        let length = self.list_lengths.get(name).copied().unwrap_or(items.len());
+        if length > max {
+            // The length is enough: the items of an over-long list are not looked at.
             self.errors.push(
                 ErrorDetail::new(
                     loc!["body", name],
                     "sequence_too_long",
-                    format!("List should have at most {max} items after validation, not {}", items.len()),
+                    format!("List should have at most {max} items after validation, not {length}"),
                 )
-                .with_ctx(json!({ "field_type": "List", "max_length": max, "actual_length": items.len() })),
+                .with_ctx(
+                    json!({ "field_type": "List", "max_length": max, "actual_length": length }),
+                ),
             );
+            return None;
         }
+        let mut ok = true;
         let mut sources = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let Some(s) = item.as_str() else {

@@ -10,6 +10,7 @@
 //! Start reading at [`input::validate`].
 #![deny(missing_docs)]
 
+pub mod body;
 pub mod endpoint;
 pub mod error;
 pub mod input;

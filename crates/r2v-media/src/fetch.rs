@@ -69,23 +69,57 @@ impl FetchPolicy {
     }
 }
 
-/// Whether `ip` is a globally routable unicast address.
+/// Whether `ip` is a globally routable unicast address. IPv6 forms that carry an IPv4
+/// address (mapped, compatible, SIIT-translated, NAT64, 6to4, Teredo) are judged by that
+/// IPv4 address, so `[::127.0.0.1]`, `[64:ff9b::7f00:1]` or `[2002:7f00:1::1]` are the
+/// loopback they embed; the rest of IANA's special-purpose IPv6 ranges that are not
+/// globally reachable are refused as such.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0))
-        }
+        IpAddr::V6(v6) => is_public_v6(v6),
     }
+}
+
+/// The IPv4 addresses an IPv6 address stands for, by the form it has.
+fn embedded_ipv4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible, deprecated).
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0, 0, hi, lo] => vec![v4(hi, lo)],
+        // ::ffff:0:a.b.c.d (SIIT, RFC 2765).
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => vec![v4(hi, lo)],
+        // 64:ff9b::a.b.c.d (NAT64 well-known prefix, RFC 6052).
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => vec![v4(hi, lo)],
+        // 2002:AABB:CCDD::/48 (6to4, RFC 3056).
+        [0x2002, hi, lo, ..] => vec![v4(hi, lo)],
+        // 2001:0::/32 (Teredo, RFC 4380): the server, and the client obfuscated by XOR.
+        [0x2001, 0, server_hi, server_lo, _, _, client_hi, client_lo] => {
+            vec![v4(server_hi, server_lo), v4(!client_hi, !client_lo)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn is_public_v6(v6: Ipv6Addr) -> bool {
+    if v6.is_loopback() || v6.is_unspecified() {
+        return false;
+    }
+    let embedded = embedded_ipv4(v6);
+    if !embedded.is_empty() {
+        return embedded.into_iter().all(is_public_v4);
+    }
+    let in_prefix = |prefix: [u16; 8], bits: u32| {
+        u128::from(v6) >> (128 - bits) == u128::from(Ipv6Addr::from(prefix)) >> (128 - bits)
+    };
+    // Global unicast is 2000::/3; everything else (multicast, unique- and link-local,
+    // site-local, 100::/64 discard, local-use NAT64 64:ff9b:1::/48, SRv6 5f00::/16, reserved)
+    // is not globally reachable.
+    in_prefix([0x2000, 0, 0, 0, 0, 0, 0, 0], 3)
+        && !in_prefix([0x2001, 0, 0, 0, 0, 0, 0, 0], 23) // IETF protocol assignments
+        && !in_prefix([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32) // documentation
+        && !in_prefix([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20) // documentation (RFC 9637)
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
@@ -305,10 +339,38 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "224.0.0.1",
+            // IPv6 forms of private IPv4 addresses.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::1:7f00:1",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            "2001:0:808:808::80ff:fefe",
+            "2001:0:7f00:1::f7f7:f7f7",
+            // Other special-purpose IPv6 ranges.
+            "fec0::1",
+            "100::1",
+            "2001:db8::1",
+            "3fff::1",
+            "5f00::1",
+            "ff02::1",
+            "4000::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:0:808:808::f7f7:f7f7",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

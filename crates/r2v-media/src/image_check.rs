@@ -63,12 +63,34 @@ pub fn check_and_decode(bytes: &[u8]) -> Result<RgbImage, MediaError> {
     image.apply_orientation(orientation);
 
     if matches!(format, ImageFormat::Png | ImageFormat::WebP) && image.color().has_alpha() {
-        let transparent_pixels = image.to_rgba8().pixels().filter(|p| p.0[3] < 255).count() as u64;
+        let transparent_pixels = transparent_pixels(&image);
         if transparent_pixels > 0 {
             return Err(MediaError::ImageAlpha { transparent_pixels });
         }
     }
-    Ok(image.to_rgb8())
+    // The decoded image and this copy are the most this check holds at once.
+    Ok(image.into_rgb8())
+}
+
+/// The smallest 16-bit alpha that is opaque once in 8 bits (the image crate rounds with
+/// `(a + 128) / 257`).
+const OPAQUE_16: u16 = 65407;
+
+/// Pixels whose alpha is below opaque in 8 bits, counted in the decoded buffer itself rather
+/// than in an 8-bit RGBA copy of it.
+fn transparent_pixels(image: &DynamicImage) -> u64 {
+    let count = match image {
+        DynamicImage::ImageLumaA8(i) => i.pixels().filter(|p| p.0[1] < u8::MAX).count(),
+        DynamicImage::ImageRgba8(i) => i.pixels().filter(|p| p.0[3] < u8::MAX).count(),
+        DynamicImage::ImageLumaA16(i) => i.pixels().filter(|p| p.0[1] < OPAQUE_16).count(),
+        DynamicImage::ImageRgba16(i) => i.pixels().filter(|p| p.0[3] < OPAQUE_16).count(),
+        other => other
+            .to_rgba8()
+            .pixels()
+            .filter(|p| p.0[3] < u8::MAX)
+            .count(),
+    };
+    count as u64
 }
 
 #[cfg(test)]
@@ -102,6 +124,28 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sixteen_bit_alpha_is_judged_as_its_8_bit_conversion() {
+        // Alphas either side of the rounding edge, and the extremes.
+        let alphas = [0u16, 1, 65406, 65407, 65534, 65535];
+        let mut image = image::ImageBuffer::<Rgba<u16>, _>::from_pixel(
+            alphas.len() as u32,
+            1,
+            Rgba([1000, 2000, 3000, 65535]),
+        );
+        for (x, a) in alphas.into_iter().enumerate() {
+            image.put_pixel(x as u32, 0, Rgba([1000, 2000, 3000, a]));
+        }
+        for image in [
+            DynamicImage::ImageRgba16(image.clone()),
+            DynamicImage::ImageLumaA16(DynamicImage::ImageRgba16(image).to_luma_alpha16()),
+        ] {
+            let by_copy = image.to_rgba8().pixels().filter(|p| p.0[3] < 255).count() as u64;
+            assert_eq!(transparent_pixels(&image), by_copy);
+            assert_eq!(by_copy, 3);
+        }
     }
 
     #[test]

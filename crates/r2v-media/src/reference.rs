@@ -1,8 +1,9 @@
 //! Turning reference sources into checked media.
 //!
 //! [`ReferenceLoader::load_all`] obtains every reference of a validated input (URL,
-//! `data:` URI or local path), checks it against SPEC §2 and decodes it, all references
-//! concurrently. Problems the input caused come back together as 422 details at
+//! `data:` URI or local path), checks it against SPEC §2 and decodes it. Fetches run
+//! concurrently; image decodes, the part that takes memory (a 5000×5000 16-bit RGBA PNG is
+//! 200 MB decoded), run one at a time in the whole process ([`IMAGE_DECODES`]). Problems the input caused come back together as 422 details at
 //! `["body","video_urls",i]` / `["body","image_urls",i]`; the first internal failure
 //! (ffprobe crashed, a temp file could not be written) comes back on its own, to be retried.
 
@@ -29,6 +30,13 @@ pub const MIN_VIDEO_SECONDS: u32 = 1;
 pub const MAX_VIDEO_SECONDS: u32 = 30;
 /// Lowest accepted reference-video frame rate.
 pub const MIN_VIDEO_FPS: u32 = 16;
+
+/// Image decodes that may run at once in this process. Each holds at most the decoded image
+/// and its RGB copy (`image_check::check_and_decode`); video checks run in ffprobe/ffmpeg
+/// subprocesses and are not counted.
+pub const MAX_CONCURRENT_IMAGE_DECODES: usize = 1;
+static IMAGE_DECODES: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_IMAGE_DECODES);
 
 /// Whether a reference is a video or an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +186,15 @@ impl ReferenceLoader {
         let local = match source {
             ReferenceSource::LocalPath(path) => Some(path.clone()),
             ReferenceSource::Url(_) | ReferenceSource::DataUri(_) => None,
+        };
+        let _decode_slot = match kind {
+            ReferenceKind::Image => Some(
+                IMAGE_DECODES
+                    .acquire()
+                    .await
+                    .expect("the decode semaphore is never closed"),
+            ),
+            ReferenceKind::Video => None,
         };
         tokio::task::spawn_blocking(move || match (kind, bytes, local) {
             (ReferenceKind::Image, Some(bytes), _) => {

@@ -32,8 +32,15 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Base of the absolute URLs in responses; else the request's `Host`.
     pub public_url: Option<String>,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes (submits and uploads; other routes have smaller limits).
     pub max_body_bytes: u64,
+    /// Most connections open at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Longest wait for a request's headers, in seconds (also closes idle keep-alive
+    /// connections).
+    pub header_timeout_seconds: f64,
+    /// Longest pause inside a request body, in seconds; a body that stalls longer gets 408.
+    pub body_idle_timeout_seconds: f64,
     /// How long requests and files are kept, in seconds.
     pub retention_seconds: i64,
     /// Attempts before a request that keeps failing internally is failed.
@@ -74,6 +81,9 @@ impl Default for ServerConfig {
             workers: 1,
             public_url: None,
             max_body_bytes: 512 * 1024 * 1024,
+            max_connections: 1024,
+            header_timeout_seconds: 30.0,
+            body_idle_timeout_seconds: 60.0,
             retention_seconds: 7 * 24 * 3600,
             max_attempts: 3,
             lease_seconds: 30,

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// A method the route does not take: 405.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The request body stalled or broke off: 408.
+    #[error("{0}")]
+    Timeout(String),
     /// The store failed: a logged 500 without internals.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,6 +69,7 @@ impl IntoResponse for ApiError {
             Self::MethodNotAllowed(m) => {
                 (StatusCode::METHOD_NOT_ALLOWED, json!({ "detail": m }), None)
             }
+            Self::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, json!({ "detail": m }), None),
             Self::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 (

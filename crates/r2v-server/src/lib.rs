@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod jobs;
+pub mod listen;
 pub mod openapi;
 mod reaper;
 pub mod routes;
@@ -176,9 +177,12 @@ pub async fn serve(
 
     on_ready(address, first_key);
     let app = routes::router(state.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let limits = listen::ConnectionLimits {
+        max_connections: config.max_connections,
+        header_timeout: Duration::from_secs_f64(config.header_timeout_seconds),
+        body_idle_timeout: Duration::from_secs_f64(config.body_idle_timeout_seconds),
+    };
+    let served = listen::serve(listener, app, limits, shutdown_signal()).await;
     let _ = stop.send(true);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -423,9 +423,19 @@ pub struct ServeArgs {
     /// Token that remote workers present (`r2v worker --token`); the worker API is off without one.
     #[arg(long, env = "R2V_WORKER_TOKEN")]
     pub worker_token: Option<String>,
-    /// Largest request body in bytes [default: 512 MiB].
+    /// Largest request body in bytes, for submits and uploads [default: 512 MiB].
     #[arg(long, env = "R2V_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<u64>,
+    /// Most connections open at once; more wait to be accepted [default: 1024].
+    #[arg(long, env = "R2V_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Longest wait for a request's headers, in seconds; also closes idle keep-alive
+    /// connections [default: 30].
+    #[arg(long, env = "R2V_HEADER_TIMEOUT_SECONDS")]
+    pub header_timeout_seconds: Option<f64>,
+    /// Longest pause inside a request body, in seconds; a stalled body gets 408 [default: 60].
+    #[arg(long, env = "R2V_BODY_IDLE_TIMEOUT_SECONDS")]
+    pub body_idle_timeout_seconds: Option<f64>,
     /// How long requests and files are kept, in seconds [default: 7 days].
     #[arg(long, env = "R2V_RETENTION_SECONDS")]
     pub retention_seconds: Option<i64>,

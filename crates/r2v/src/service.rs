@@ -100,6 +100,15 @@ pub fn resolve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if let Some(v) = args.max_body_bytes {
         config.max_body_bytes = v;
     }
+    if let Some(v) = args.max_connections {
+        config.max_connections = v;
+    }
+    if let Some(v) = args.header_timeout_seconds {
+        config.header_timeout_seconds = v;
+    }
+    if let Some(v) = args.body_idle_timeout_seconds {
+        config.body_idle_timeout_seconds = v;
+    }
     if let Some(v) = args.retention_seconds {
         config.retention_seconds = v;
     }
@@ -125,6 +134,20 @@ pub fn resolve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         || config.heartbeat_seconds * 2.0 > config.lease_seconds as f64
     {
         bail!("--heartbeat-seconds must be positive and at most half of --lease-seconds");
+    }
+    if config.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    for (flag, seconds) in [
+        ("--header-timeout-seconds", config.header_timeout_seconds),
+        (
+            "--body-idle-timeout-seconds",
+            config.body_idle_timeout_seconds,
+        ),
+    ] {
+        if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
+            bail!("{flag} must be a positive number of seconds, not {seconds}");
+        }
     }
     Ok(config)
 }

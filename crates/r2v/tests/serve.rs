@@ -11,17 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use util::{Receiver, Server, http, repo_root};
-
-const FLASH: &str = "wan/v2.6/reference-to-video/flash";
-/// Cheap requests: the shortest, smallest output.
-fn small(prompt: &str) -> Value {
-    json!({"prompt": prompt, "resolution": "720p", "duration": "5", "enable_audio": false})
-}
-
-fn auth(key: &str) -> String {
-    format!("Key {key}")
-}
+use util::{FLASH, Receiver, Server, auth, http, repo_root, small, status};
 
 fn submit(
     client: &Client,
@@ -57,16 +47,6 @@ fn url_encode(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn status(client: &Client, server: &Server, key: &str, id: &str) -> Value {
-    client
-        .get(format!("{}/wan/v2.6/requests/{id}/status", server.base))
-        .header("authorization", auth(key))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
 }
 
 fn wait_all_completed(

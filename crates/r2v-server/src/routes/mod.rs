@@ -17,7 +17,9 @@ use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use axum::routing::{any, get, post, put};
 
-/// Every route of the service.
+/// Every route of the service. Every route that takes a body authenticates the caller
+/// before reading it, and reads at most a limit that fits the route: `--max-body-bytes`
+/// (512 MiB by default) for submits and uploads only.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         // Queue (PROTOCOL §2): submit to the endpoint, everything else under /requests.
@@ -53,16 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/storage/auth/token", post(storage::token))
         .route("/files/upload", post(storage::cdn_upload))
         .route("/files/{*path}", get(files::download))
-        // Workers on other machines.
-        .route("/worker/v1/claim", post(worker::claim))
-        .route(
-            "/worker/v1/requests/{id}/heartbeat",
-            post(worker::heartbeat),
-        )
-        .route("/worker/v1/requests/{id}/logs", post(worker::logs))
-        .route("/worker/v1/requests/{id}/output", put(worker::output))
-        .route("/worker/v1/requests/{id}/complete", post(worker::complete))
-        .route("/worker/v1/requests/{id}/release", post(worker::release))
+        // Workers on other machines, behind their token.
+        .merge(worker::routes(state.clone()))
         // Meta.
         .route("/health", get(meta::health))
         .route("/metrics", get(meta::metrics))
@@ -70,7 +64,9 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(meta::openapi))
         .route("/docs/errors", get(meta::error_docs))
         .fallback(meta::not_found)
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        // Handlers that take a body read it with `read_body` after authenticating, each with
+        // its own limit; this default only bounds extractors a future handler might use.
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state);
     let inner = api.clone();
     api.route(
@@ -80,7 +76,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Reads a body of at most `limit` bytes; larger ones are a 413 with a JSON body, and
-/// a declared length over the limit is refused before reading.
+/// a declared length over the limit is refused before reading. A body that stalls past the
+/// server's body idle timeout (or breaks off) is a 408.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::Request(r2v_api::RequestError::TooLarge { limit });
     let declared = headers
@@ -92,7 +89,16 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<By
     }
     axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
         .await
-        .map_err(|_| too_large())
+        .map_err(|e| {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(error) = cause {
+                if error.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                cause = error.source();
+            }
+            ApiError::Timeout(format!("The request body was not received: {e}"))
+        })
 }
 
 /// Refuses a body whose declared content type is not JSON.

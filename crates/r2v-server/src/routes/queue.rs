@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use r2v_api::body::RequestBody;
 use r2v_api::{ErrorDetail, Preset, RequestError, ValidateOptions, loc};
 use r2v_store::{CancelOutcome, NewRequest, RequestRow, Status, now_ms};
 use serde::Deserialize;
@@ -86,9 +87,16 @@ pub async fn enqueue(
     let controls = Controls::from_headers(headers)?;
     require_json(headers)?;
     let bytes = read_body(headers, body, state.config.max_body_bytes).await?;
-    let mut errors = match r2v_api::validate_json_bytes(&bytes, &ValidateOptions::default()) {
-        Ok(_) => Vec::new(),
-        Err(details) => details,
+    // Only the contract's fields are kept, and they are what is stored.
+    let parsed = RequestBody::parse(&bytes);
+    drop(bytes);
+    let mut errors = match parsed
+        .as_ref()
+        .map(|b| b.validate(&ValidateOptions::default()))
+    {
+        Ok(Ok(_)) => Vec::new(),
+        Ok(Err(details)) => details,
+        Err(detail) => vec![detail.clone()],
     };
     if let Some(url) = &webhook
         && let Err(reason) = state.fetcher.check(url).await
@@ -102,11 +110,10 @@ pub async fn enqueue(
             .with_input(json!(url)),
         );
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Request(RequestError::Invalid(errors)));
-    }
-    let input: Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let input = match parsed {
+        Ok(body) if errors.is_empty() => body.input(),
+        _ => return Err(ApiError::Request(RequestError::Invalid(errors))),
+    };
     let now = now_ms();
     let row = state
         .store

@@ -1,19 +1,64 @@
 //! The worker API under `/worker/v1`, for `r2v worker --api URL --token T` on other
 //! machines. Every call carries `Authorization: Bearer <worker token>`; without a
-//! configured token the API does not exist (404).
+//! configured token the API does not exist (404). The token is checked by a layer, before
+//! a handler runs, so no body is read for a caller without it; bodies are then read up to a
+//! limit that fits each call (the output upload up to `--max-body-bytes`).
 
 use crate::error::ApiError;
+use crate::routes::read_body;
 use crate::state::AppState;
-use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
 use r2v_api::Outcome;
 use r2v_worker::LogEntry;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq;
+
+/// Largest JSON body of a worker's control call (claims, heartbeats, releases). Completions
+/// echo the request's reference URLs in their errors, so they get `--max-body-bytes`.
+const CONTROL_BODY_BYTES: u64 = 1 << 20;
+/// Largest batch of log lines.
+const LOGS_BODY_BYTES: u64 = 4 << 20;
+
+/// The worker API's routes, behind the token check.
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/worker/v1/claim", post(claim))
+        .route("/worker/v1/requests/{id}/heartbeat", post(heartbeat))
+        .route("/worker/v1/requests/{id}/logs", post(logs))
+        .route("/worker/v1/requests/{id}/output", put(output))
+        .route("/worker/v1/requests/{id}/complete", post(complete))
+        .route("/worker/v1/requests/{id}/release", post(release))
+        .route_layer(middleware::from_fn_with_state(state, require_token))
+}
+
+/// Answers 404 (no worker API) or 401 before the handler, and so before the body, is read.
+async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    check_token(&state, request.headers())?;
+    Ok(next.run(request).await)
+}
+
+/// A JSON body of at most `limit` bytes.
+async fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+) -> Result<T, ApiError> {
+    let bytes = read_body(headers, body, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("The body is not the expected JSON: {e}")))
+}
 
 fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.config.worker_token else {
@@ -41,9 +86,9 @@ pub struct WorkerBody {
 pub async fn claim(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Json(body): Json<WorkerBody>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    check_token(&state, &headers)?;
+    let body: WorkerBody = json_body(&headers, body, CONTROL_BODY_BYTES).await?;
     match state.claim_job(&body.worker_id).await? {
         Some(job) => Ok(Json(job).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -55,9 +100,9 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<WorkerBody>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    check_token(&state, &headers)?;
+    let body: WorkerBody = json_body(&headers, body, CONTROL_BODY_BYTES).await?;
     Ok(Json(state.heartbeat_job(&id, &body.worker_id).await?).into_response())
 }
 
@@ -72,9 +117,9 @@ pub async fn logs(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<LogsBody>,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
-    check_token(&state, &headers)?;
+    let body: LogsBody = json_body(&headers, body, LOGS_BODY_BYTES).await?;
     state.append_job_logs(&id, &body.lines).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -93,8 +138,7 @@ pub async fn output(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_token(&state, &headers)?;
-    let bytes = crate::routes::read_body(&headers, body, state.config.max_body_bytes).await?;
+    let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
     let url = state
         .store_job_output(
             &id,
@@ -119,9 +163,9 @@ pub async fn complete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<CompleteBody>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    check_token(&state, &headers)?;
+    let body: CompleteBody = json_body(&headers, body, state.config.max_body_bytes).await?;
     let held = state
         .complete_job(&id, &body.worker_id, body.outcome, body.inference_time)
         .await?;
@@ -153,9 +197,9 @@ pub async fn release(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<ReleaseBody>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    check_token(&state, &headers)?;
+    let body: ReleaseBody = json_body(&headers, body, CONTROL_BODY_BYTES).await?;
     let held = state
         .release_job(&id, &body.worker_id, &body.reason)
         .await?;

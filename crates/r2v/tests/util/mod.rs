@@ -147,6 +147,29 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
+    /// The server's peak resident memory so far (`VmHWM`), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        kib / 1024.0
+    }
+
+    /// How many file descriptors the server has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
     /// `kill -9`.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -160,6 +183,30 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The flash endpoint.
+pub const FLASH: &str = "wan/v2.6/reference-to-video/flash";
+
+/// A cheap request: the shortest, smallest output, no audio.
+pub fn small(prompt: &str) -> Value {
+    serde_json::json!({"prompt": prompt, "resolution": "720p", "duration": "5", "enable_audio": false})
+}
+
+/// The `Authorization` value for an API key.
+pub fn auth(key: &str) -> String {
+    format!("Key {key}")
+}
+
+/// A request's status (`GET …/requests/{id}/status`).
+pub fn status(client: &reqwest::blocking::Client, server: &Server, key: &str, id: &str) -> Value {
+    client
+        .get(format!("{}/wan/v2.6/requests/{id}/status", server.base))
+        .header("authorization", auth(key))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
 }
 
 /// A blocking HTTP client (the TLS provider is installed the way the binary does it).
