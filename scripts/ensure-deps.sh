@@ -16,6 +16,10 @@ have_clients() {
   command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
     command -v python3 >/dev/null 2>&1 && python3 -m venv --help >/dev/null 2>&1
 }
+# With --clients also Debian's Chromium, which the playground's browser test drives.
+have_browser() {
+  command -v chromium >/dev/null 2>&1
+}
 have_vulkan() {
   ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 &&
     { ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null; }
@@ -32,6 +36,9 @@ fi
 if [ $want_clients = 1 ] && ! have_vulkan; then
   missing+=(mesa-vulkan-drivers libvulkan1)
 fi
+if [ $want_clients = 1 ] && ! have_browser; then
+  missing+=(chromium)
+fi
 if [ ${#missing[@]} = 0 ]; then
   exit 0
 fi
@@ -45,6 +52,10 @@ fi
 
 if [ $want_clients = 1 ] && ! have_clients; then
   echo "ensure-deps: the conformance tests need Node.js 18+ with npm, and Python 3.9+ with venv" >&2
+  exit 1
+fi
+if [ $want_clients = 1 ] && ! have_browser; then
+  echo "ensure-deps: the playground test needs Chromium at /usr/bin/chromium (Debian: chromium), or CHROMIUM=path" >&2
   exit 1
 fi
 if [ $want_clients = 1 ] && ! have_vulkan; then

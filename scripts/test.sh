@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh --clients
 # The official clients, unmodified and at pinned versions, for the conformance tests.
 (cd tests/conformance/js && npm ci --no-audit --no-fund --loglevel=error)
+# playwright-core, pinned, drives Debian's Chromium through the playground page.
+(cd tests/playground && npm ci --no-audit --no-fund --loglevel=error)
 [ -x tests/conformance/py/.venv/bin/python ] || python3 -m venv tests/conformance/py/.venv
 tests/conformance/py/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/py/requirements.txt
 # Property tests (no-panic checks) run this many cases each: bounded, but more than the default.

@@ -34,31 +34,42 @@ pub const SEED_LIMIT: u64 = 1 << 63;
 pub struct InputSchema {
     /// 1–1500 characters. Name references `Character1`…`Character5` (videos first, then
     /// images); `[0-3s] shot one. [3-5s] shot two.` makes a multi-shot video.
+    #[schema(min_length = 1, max_length = 1500)]
     pub prompt: String,
     /// Up to 3 reference videos (mp4/mov, 1–30 s, ≥ 16 fps, ≤ 100 MiB): `http(s)` URLs or `data:` URIs.
     #[serde(default)]
+    #[schema(max_items = 3)]
     pub video_urls: Vec<String>,
     /// Up to 5 reference images (JPEG/PNG/BMP/WEBP without transparency, 240–5000 px, ≤ 10 MiB);
     /// at most 5 references in all.
     #[serde(default)]
+    #[schema(max_items = 5)]
     pub image_urls: Vec<String>,
     /// Output aspect ratio (default `16:9`).
+    #[schema(default = "16:9")]
     pub aspect_ratio: Option<AspectRatio>,
     /// Output resolution (default `1080p`).
+    #[schema(default = "1080p")]
     pub resolution: Option<Resolution>,
     /// Length in seconds (default `"5"`; the integers 5 and 10 are accepted too).
+    #[schema(default = "5")]
     pub duration: Option<Duration>,
     /// What to avoid, at most 500 characters.
+    #[schema(max_length = 500, default = "")]
     pub negative_prompt: Option<String>,
     /// Rewrite the prompt; the result is returned as `actual_prompt` (default true).
+    #[schema(default = true)]
     pub enable_prompt_expansion: Option<bool>,
     /// Let an unmarked prompt be split into shots; needs expansion (default true).
+    #[schema(default = true)]
     pub multi_shots: Option<bool>,
     /// Add an AAC stereo 48 kHz track (default true).
+    #[schema(default = true)]
     pub enable_audio: Option<bool>,
     /// 0 ≤ seed < 2^63; random when absent, and always returned.
     pub seed: Option<u64>,
     /// Check the prompt against the operator's policy (default true).
+    #[schema(default = true)]
     pub enable_safety_checker: Option<bool>,
 }
 

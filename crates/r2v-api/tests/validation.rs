@@ -376,3 +376,35 @@ mod no_panic {
         }
     }
 }
+
+/// The OpenAPI schema (which the playground builds its form from) states the limits that
+/// validation enforces, and the defaults that validation applies.
+#[test]
+fn the_documented_schema_states_the_validated_limits_and_defaults() {
+    use r2v_api::input::{
+        InputSchema, MAX_IMAGES, MAX_NEGATIVE_PROMPT_CHARS, MAX_PROMPT_CHARS, MAX_VIDEOS,
+    };
+    let schema = serde_json::to_value(<InputSchema as utoipa::PartialSchema>::schema()).unwrap();
+    let properties = &schema["properties"];
+    assert_eq!(properties["prompt"]["maxLength"], json!(MAX_PROMPT_CHARS));
+    assert_eq!(properties["prompt"]["minLength"], json!(1));
+    assert_eq!(
+        properties["negative_prompt"]["maxLength"],
+        json!(MAX_NEGATIVE_PROMPT_CHARS)
+    );
+    assert_eq!(properties["video_urls"]["maxItems"], json!(MAX_VIDEOS));
+    assert_eq!(properties["image_urls"]["maxItems"], json!(MAX_IMAGES));
+    let valid = validate(&json!({"prompt": "x"}), &ValidateOptions::default()).unwrap();
+    let defaults = json!({
+        "aspect_ratio": "16:9", "resolution": "1080p", "duration": "5", "negative_prompt": "",
+        "enable_audio": valid.enable_audio, "enable_prompt_expansion": valid.enable_prompt_expansion,
+        "multi_shots": valid.multi_shots, "enable_safety_checker": valid.enable_safety_checker,
+    });
+    for (name, default) in defaults.as_object().unwrap() {
+        assert_eq!(&properties[name]["default"], default, "{name}");
+    }
+    assert_eq!(valid.aspect_ratio.as_str(), "16:9");
+    assert_eq!(valid.resolution.as_str(), "1080p");
+    assert_eq!(valid.duration.as_str(), "5");
+    assert_eq!(valid.negative_prompt, "");
+}

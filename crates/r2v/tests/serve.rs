@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use util::{FLASH, Receiver, Server, auth, http, repo_root, small, status};
+use util::{FLASH, Receiver, Server, auth, http, repo_root, run_script, small, status};
 
 fn submit(
     client: &Client,
@@ -82,24 +82,6 @@ fn require_client(path: &Path, what: &str) {
     );
 }
 
-fn run_script(program: &Path, script: &Path, server: &Server, key: &str) {
-    let out = Command::new(program)
-        .arg(script)
-        .env("R2V_BASE", &server.base)
-        .env("R2V_KEY", key)
-        .env("R2V_EXAMPLES", repo_root().join("examples"))
-        .output()
-        .expect("running a conformance script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{} failed:\n{stdout}\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn official_clients_pass_against_r2v_serve() {
     let js = repo_root().join("tests/conformance/js");
@@ -117,12 +99,14 @@ fn official_clients_pass_against_r2v_serve() {
         &js.join("conformance.mjs"),
         &server,
         &key,
+        &[],
     );
     run_script(
         &py.join(".venv/bin/python"),
         &py.join("conformance.py"),
         &server,
         &key,
+        &[],
     );
 }
 

@@ -3,6 +3,7 @@
 
 pub mod files;
 pub mod meta;
+pub mod playground;
 pub mod proxy;
 pub mod queue;
 pub mod run;
@@ -57,6 +58,11 @@ pub fn router(state: AppState) -> Router {
         .route("/files/{*path}", get(files::download))
         // Workers on other machines, behind their token.
         .merge(worker::routes(state.clone()))
+        // The browser playground.
+        .route("/", get(playground::root))
+        .route("/playground", get(playground::page))
+        .route("/playground/app.js", get(playground::script))
+        .route("/playground/app.css", get(playground::style))
         // Meta.
         .route("/health", get(meta::health))
         .route("/metrics", get(meta::metrics))

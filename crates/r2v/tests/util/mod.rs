@@ -209,6 +209,33 @@ pub fn status(client: &reqwest::blocking::Client, server: &Server, key: &str, id
         .unwrap()
 }
 
+/// Runs `program script` against `server` (`R2V_BASE`, `R2V_KEY`, `R2V_EXAMPLES` and `envs` in
+/// its environment), prints its output, and fails the test if it fails.
+pub fn run_script(
+    program: &Path,
+    script: &Path,
+    server: &Server,
+    key: &str,
+    envs: &[(&str, &std::ffi::OsStr)],
+) {
+    let out = Command::new(program)
+        .arg(script)
+        .env("R2V_BASE", &server.base)
+        .env("R2V_KEY", key)
+        .env("R2V_EXAMPLES", repo_root().join("examples"))
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A blocking HTTP client (the TLS provider is installed the way the binary does it).
 pub fn http() -> reqwest::blocking::Client {
     let _ = r2v_media::fetch::Fetcher::new(r2v_media::fetch::FetchPolicy::default());
