@@ -252,6 +252,10 @@ impl<B: Backend> CausalConv3d<B> {
             x = pad_zeros(x, 2, past, 0);
         }
         let [ph, pw] = self.spatial_padding;
+        let [_, _, kt, kh, kw] = self.weight.dims();
+        if [kt, kh, kw] == [1, 1, 1] && self.stride == [1, 1, 1] && [ph, pw] == [0, 0] {
+            return pointwise(x, &self.weight, &self.bias);
+        }
         conv3d(
             x,
             self.weight.clone(),
@@ -270,6 +274,22 @@ impl<B: Backend> CausalConv3d<B> {
         *slot = Slot::Frames(tail(&x, previous.as_ref()));
         self.forward(x, previous.as_ref())
     }
+}
+
+/// A 1×1×1 convolution as one matrix product over channels. On GPU backends burn's `conv3d`
+/// autotunes such convolutions, and one of its candidates (`conv_im2col_1x1`) returned wrong
+/// values on Mesa's lavapipe whenever the autotuner picked it (a cold kernel cache in CI: the
+/// VAE-encode fixture off by 0.1 of its range); the product is what that kernel computes anyway.
+fn pointwise<B: Backend>(
+    x: Tensor<B, 5>,
+    weight: &Tensor<B, 5>,
+    bias: &Tensor<B, 1>,
+) -> Tensor<B, 5> {
+    let [b, c, t, h, w] = x.dims();
+    let o = weight.dims()[0];
+    let weight = weight.clone().reshape([1, o, c]).expand([b, o, c]);
+    let y = weight.matmul(x.reshape([b, c, t * h * w])) + bias.clone().reshape([1, o, 1]);
+    y.reshape([b, o, t, h, w])
 }
 
 /// `WanRMS_norm`: L2-normalise over channels, times `√C · γ`.
