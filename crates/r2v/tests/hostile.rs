@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use util::{FLASH, Server, auth, http, small, status};
+use util::{FLASH, Server, auth, http, result, small, wait_all_completed};
 
 fn connect(server: &Server) -> TcpStream {
     let stream = TcpStream::connect(server.base.strip_prefix("http://").unwrap()).unwrap();
@@ -56,18 +56,14 @@ fn read_response(stream: &mut TcpStream) -> (u16, String) {
 
 /// Waits for a request to finish and returns its result body.
 fn result_of(client: &Client, server: &Server, key: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while status(client, server, key, id)["status"] != "COMPLETED" {
-        assert!(Instant::now() < deadline, "request {id} did not finish");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    client
-        .get(format!("{}/wan/v2.6/requests/{id}", server.base))
-        .header("authorization", auth(key))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    wait_all_completed(
+        client,
+        server,
+        key,
+        &[id.to_owned()],
+        Duration::from_secs(300),
+    );
+    result(client, server, key, id).json().unwrap()
 }
 
 fn submit(client: &Client, server: &Server, key: &str, body: &[u8]) -> reqwest::blocking::Response {

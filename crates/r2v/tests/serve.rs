@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use util::{FLASH, Receiver, Server, auth, http, repo_root, run_script, small, status};
+use util::{
+    FLASH, Receiver, Server, auth, http, repo_root, result, run_script, small, status,
+    wait_all_completed,
+};
 
 fn submit(
     client: &Client,
@@ -47,31 +50,6 @@ fn url_encode(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn wait_all_completed(
-    client: &Client,
-    server: &Server,
-    key: &str,
-    ids: &[String],
-    limit: Duration,
-) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let pending: Vec<&String> = ids
-            .iter()
-            .filter(|id| status(client, server, key, id)["status"] != "COMPLETED")
-            .collect();
-        if pending.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} requests never completed",
-            pending.len()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 fn require_client(path: &Path, what: &str) {
@@ -211,11 +189,7 @@ fn twenty_requests_survive_kill_9_of_the_server() {
     assert!(server.key.is_none(), "a restart creates no new key");
     wait_all_completed(&client, &server, &key, &ids, Duration::from_secs(300));
     for id in &ids {
-        let result = client
-            .get(format!("{}/wan/v2.6/requests/{id}", server.base))
-            .header("authorization", auth(&key))
-            .send()
-            .unwrap();
+        let result = result(&client, &server, &key, id);
         assert_eq!(result.status(), 200);
         let output: Value = result.json().unwrap();
         assert_eq!(output["video"]["num_frames"], 150);
@@ -666,13 +640,7 @@ fn uploads_are_references_without_allow_private_urls() {
         std::slice::from_ref(&id),
         Duration::from_secs(120),
     );
-    let result: Value = client
-        .get(format!("{}/wan/v2.6/requests/{id}", server.base))
-        .header("authorization", auth(&key))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let result: Value = result(&client, &server, &key, &id).json().unwrap();
     assert_eq!(
         result["detail"][0]["type"], "file_download_error",
         "{result}"
@@ -732,11 +700,7 @@ fn a_request_whose_worker_keeps_dying_fails_after_max_attempts() {
     );
     let s = status(&client, &server, &key, &id);
     assert_eq!(s["error_type"], "internal_error", "{s}");
-    let result = client
-        .get(format!("{}/wan/v2.6/requests/{id}", server.base))
-        .header("authorization", auth(&key))
-        .send()
-        .unwrap();
+    let result = result(&client, &server, &key, &id);
     assert_eq!(result.status(), 500);
     assert_eq!(result.headers()["x-fal-error-type"], "internal_error");
 }
@@ -758,13 +722,7 @@ fn the_reaper_deletes_requests_and_files_past_retention() {
         std::slice::from_ref(&id),
         Duration::from_secs(120),
     );
-    let output: Value = client
-        .get(format!("{}/wan/v2.6/requests/{id}", server.base))
-        .header("authorization", auth(&key))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let output: Value = result(&client, &server, &key, &id).json().unwrap();
     let file_url = output["video"]["url"].as_str().unwrap().to_owned();
     let stored = dir
         .path()

@@ -209,6 +209,46 @@ pub fn status(client: &reqwest::blocking::Client, server: &Server, key: &str, id
         .unwrap()
 }
 
+/// A request's result (`GET …/requests/{id}`), as it came.
+pub fn result(
+    client: &reqwest::blocking::Client,
+    server: &Server,
+    key: &str,
+    id: &str,
+) -> reqwest::blocking::Response {
+    client
+        .get(format!("{}/wan/v2.6/requests/{id}", server.base))
+        .header("authorization", auth(key))
+        .send()
+        .unwrap()
+}
+
+/// Waits until every request in `ids` is `COMPLETED`, for at most `limit`.
+pub fn wait_all_completed(
+    client: &reqwest::blocking::Client,
+    server: &Server,
+    key: &str,
+    ids: &[String],
+    limit: std::time::Duration,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let pending: Vec<&String> = ids
+            .iter()
+            .filter(|id| status(client, server, key, id)["status"] != "COMPLETED")
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} requests never completed",
+            pending.len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
 /// Runs `program script` against `server` (`R2V_BASE`, `R2V_KEY`, `R2V_EXAMPLES` and `envs` in
 /// its environment), prints its output, and fails the test if it fails.
 pub fn run_script(
