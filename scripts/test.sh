@@ -9,6 +9,9 @@ scripts/ensure-deps.sh --clients
 (cd tests/playground && npm ci --no-audit --no-fund --loglevel=error)
 [ -x tests/conformance/py/.venv/bin/python ] || python3 -m venv tests/conformance/py/.venv
 tests/conformance/py/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/conformance/py/requirements.txt
+# schemathesis, pinned, checks /openapi.json against the running server (tests/openapi.rs).
+[ -x tests/schemathesis/.venv/bin/python ] || python3 -m venv tests/schemathesis/.venv
+tests/schemathesis/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/schemathesis/requirements.txt
 # Property tests (no-panic checks) run this many cases each: bounded, but more than the default.
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
 # The fuzz targets (bolero, `tests/fuzz.rs` of r2v-api and r2v-media) run on random inputs for

@@ -1,4 +1,4 @@
-"""Peak memory of `r2v serve` under three hostile probes, for BENCHMARKS.md.
+"""Peak memory of `r2v serve` under four probes (three hostile), for BENCHMARKS.md.
 
 Each probe runs against a fresh server (so its peak RSS, VmHWM, is the probe's own), next to
 the same server's peak after start-up and one `GET /health` (the baseline):
@@ -137,6 +137,27 @@ def probe_large_references(addr, key, uri):
     return "rendered" if "video" in result else f"failed: {str(result)[:80]}"
 
 
+def probe_multipart_upload(addr, key):
+    """300 MB through the JS client's multipart flow: 30 parts of 10 MB, then complete."""
+    auth = {"authorization": f"Key {key}"}
+    status, data = request(
+        addr, "POST", "/storage/upload/initiate-multipart?storage_type=fal-cdn-v3",
+        json.dumps({"content_type": "video/mp4", "file_name": "big.mp4"}).encode(),
+        {**auth, "content-type": "application/json"},
+    )
+    upload_url = json.loads(data)["upload_url"]
+    path, query = upload_url.split("/storage/", 1)[1].split("?", 1)
+    part = bytes(range(256)) * (10 * 1024 * 1024 // 256)
+    parts = []
+    for number in range(1, 31):
+        status, data = request(addr, "PUT", f"/storage/{path}/{number}?{query}", part,
+                               {"content-type": "application/octet-stream"})
+        parts.append({"partNumber": number, "etag": json.loads(data)["etag"]})
+    status, data = request(addr, "POST", f"/storage/{path}/complete?{query}",
+                           json.dumps({"parts": parts}).encode(), {"content-type": "application/json"})
+    return f"{status}"
+
+
 def main():
     binaries = [arg.split("=", 1) for arg in sys.argv[1:]]
     png = rgba16_png(5000)
@@ -149,6 +170,7 @@ def main():
             lambda addr, key: probe_large_references(addr, key, uri),
             ["--x264-preset", "ultrafast"],
         ),
+        ("a 300 MB multipart upload (30 parts of 10 MB)", probe_multipart_upload, ["--workers", "0"]),
     ]
     print("| probe | build | answer | seconds | peak RSS after start + /health | peak RSS after the probe |")
     print("|---|---|---|---|---|---|")

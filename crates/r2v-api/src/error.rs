@@ -58,9 +58,9 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub ctx: Option<Value>,
-    /// The offending input value, where it is short enough to help.
+    /// The offending input value, where it is short enough to help (any JSON value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::wire_forms::AnyValue>, nullable = false)]
     pub input: Option<Value>,
 }
 
@@ -111,6 +111,8 @@ pub enum RequestError {
     },
     /// The client cancelled the request: 499.
     Cancelled,
+    /// The request did not start before its `x-fal-request-timeout`: 504.
+    StartTimeout,
     /// Something failed on our side after the allowed attempts: 500.
     Internal {
         /// What failed, for the operator; safe to show to the client.
@@ -124,6 +126,11 @@ pub enum RequestError {
     },
 }
 
+/// Headers the result endpoint adds for a stored failure, by its `error_type`: a start
+/// timeout is the user's (`x-fal-request-timeout-type: user`, PROTOCOL §2.2).
+pub const RESULT_HEADERS: [(&str, &str, &str); 1] =
+    [("request_timeout", "x-fal-request-timeout-type", "user")];
+
 impl RequestError {
     /// The HTTP status the result endpoint answers with.
     pub fn status(&self) -> u16 {
@@ -131,6 +138,7 @@ impl RequestError {
             Self::Invalid(_) | Self::ContentPolicy(_) => 422,
             Self::TooLarge { .. } => 413,
             Self::Cancelled => 499,
+            Self::StartTimeout => 504,
             Self::Internal { .. } | Self::Fatal { .. } => 500,
         }
     }
@@ -142,6 +150,7 @@ impl RequestError {
             Self::ContentPolicy(_) => "content_policy_violation",
             Self::TooLarge { .. } => "request_too_large",
             Self::Cancelled => "client_cancelled",
+            Self::StartTimeout => "request_timeout",
             Self::Internal { .. } | Self::Fatal { .. } => "internal_error",
         }
     }
@@ -157,6 +166,10 @@ impl RequestError {
             }),
             Self::Cancelled => json!({
                 "detail": "Request was cancelled by the client",
+                "error_type": self.error_type(),
+            }),
+            Self::StartTimeout => json!({
+                "detail": self.summary(),
                 "error_type": self.error_type(),
             }),
             Self::Internal { message } | Self::Fatal { message } => json!({
@@ -177,6 +190,9 @@ impl RequestError {
             Self::ContentPolicy(detail) => detail.msg.clone(),
             Self::TooLarge { limit } => format!("request body over {limit} bytes"),
             Self::Cancelled => "cancelled by the client".to_owned(),
+            Self::StartTimeout => {
+                "The request did not start before its x-fal-request-timeout".to_owned()
+            }
             Self::Internal { message } | Self::Fatal { message } => message.clone(),
         }
     }
@@ -210,6 +226,12 @@ mod tests {
             (500, "internal_error")
         );
         assert_eq!(RequestError::TooLarge { limit: 1 }.status(), 413);
+        let timeout = RequestError::StartTimeout;
+        assert_eq!(
+            (timeout.status(), timeout.error_type()),
+            (504, "request_timeout")
+        );
+        assert_eq!(timeout.body()["error_type"], "request_timeout");
     }
 }
 

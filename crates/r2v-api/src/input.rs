@@ -10,6 +10,7 @@ use crate::error::ErrorDetail;
 use crate::loc;
 use crate::prompt::{self, Timeline};
 use crate::sizes::{AspectRatio, Duration, Resolution};
+use crate::wire_forms;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,7 +30,9 @@ pub const SEED_LIMIT: u64 = 1 << 63;
 
 /// The request body as the wire carries it: the schema of SPEC §2 for `/openapi.json`.
 /// Requests are parsed leniently by [`validate`] (which reports every problem at once);
-/// this type documents the shape and is not used for parsing.
+/// this type documents the shape, lenient forms included ([`crate::wire_forms`]: `null`
+/// for any optional field, pydantic's lax booleans, whole-number seeds), and is not used
+/// for parsing. At most 5 references of both kinds together.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct InputSchema {
     /// 1–1500 characters. Name references `Character1`…`Character5` (videos first, then
@@ -37,14 +40,12 @@ pub struct InputSchema {
     #[schema(min_length = 1, max_length = 1500)]
     pub prompt: String,
     /// Up to 3 reference videos (mp4/mov, 1–30 s, ≥ 16 fps, ≤ 100 MiB): `http(s)` URLs or `data:` URIs.
-    #[serde(default)]
-    #[schema(max_items = 3)]
-    pub video_urls: Vec<String>,
+    #[schema(max_items = 3, value_type = Option<Vec<wire_forms::ReferenceUrl>>)]
+    pub video_urls: Option<Vec<String>>,
     /// Up to 5 reference images (JPEG/PNG/BMP/WEBP without transparency, 240–5000 px, ≤ 10 MiB);
     /// at most 5 references in all.
-    #[serde(default)]
-    #[schema(max_items = 5)]
-    pub image_urls: Vec<String>,
+    #[schema(max_items = 5, value_type = Option<Vec<wire_forms::ReferenceUrl>>)]
+    pub image_urls: Option<Vec<String>>,
     /// Output aspect ratio (default `16:9`).
     #[schema(default = "16:9")]
     pub aspect_ratio: Option<AspectRatio>,
@@ -52,24 +53,25 @@ pub struct InputSchema {
     #[schema(default = "1080p")]
     pub resolution: Option<Resolution>,
     /// Length in seconds (default `"5"`; the integers 5 and 10 are accepted too).
-    #[schema(default = "5")]
+    #[schema(default = "5", value_type = Option<wire_forms::LaxDuration>)]
     pub duration: Option<Duration>,
     /// What to avoid, at most 500 characters.
     #[schema(max_length = 500, default = "")]
     pub negative_prompt: Option<String>,
     /// Rewrite the prompt; the result is returned as `actual_prompt` (default true).
-    #[schema(default = true)]
+    #[schema(default = true, value_type = Option<wire_forms::LaxBool>)]
     pub enable_prompt_expansion: Option<bool>,
     /// Let an unmarked prompt be split into shots; needs expansion (default true).
-    #[schema(default = true)]
+    #[schema(default = true, value_type = Option<wire_forms::LaxBool>)]
     pub multi_shots: Option<bool>,
     /// Add an AAC stereo 48 kHz track (default true).
-    #[schema(default = true)]
+    #[schema(default = true, value_type = Option<wire_forms::LaxBool>)]
     pub enable_audio: Option<bool>,
     /// 0 ≤ seed < 2^63; random when absent, and always returned.
+    #[schema(value_type = Option<wire_forms::Seed>)]
     pub seed: Option<u64>,
     /// Check the prompt against the operator's policy (default true).
-    #[schema(default = true)]
+    #[schema(default = true, value_type = Option<wire_forms::LaxBool>)]
     pub enable_safety_checker: Option<bool>,
 }
 
@@ -553,7 +555,13 @@ impl<'a> Fields<'a> {
             );
             return None;
         };
-        if let Some(seed) = n.as_u64() {
+        // A number with no fraction is an integer, as in pydantic's lax mode (2580.0).
+        let whole = n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 2f64.powi(64))
+                .map(|f| f as u64)
+        });
+        if let Some(seed) = whole {
             if seed >= SEED_LIMIT {
                 self.errors.push(
                     ErrorDetail::new(

@@ -3,7 +3,7 @@
 //! It holds the endpoint ids ([`endpoint`]), the input as it arrives and as it is once
 //! validated ([`input`]), the prompt grammar of `CharacterN` tags and `[a-bs]` shot
 //! markers ([`prompt`]), the output object and its size table ([`output`], [`sizes`]),
-//! and the typed errors with their HTTP mapping ([`error`]).
+//! the typed errors with their HTTP mapping ([`error`]) and usage prices ([`pricing`]).
 //!
 //! This crate does no I/O and knows nothing about HTTP frameworks, files or
 //! subprocesses: checks that need the bytes of a reference file live in `r2v-media`.
@@ -15,8 +15,10 @@ pub mod endpoint;
 pub mod error;
 pub mod input;
 pub mod output;
+pub mod pricing;
 pub mod prompt;
 pub mod sizes;
+pub mod wire_forms;
 
 pub use endpoint::Preset;
 pub use error::{ErrorDetail, LocItem, Outcome, RequestError, ValidationErrorBody};
@@ -24,4 +26,5 @@ pub use input::{
     InputSchema, ReferenceSource, ValidInput, ValidateOptions, validate, validate_json_bytes,
 };
 pub use output::{Output, VideoFile};
+pub use pricing::{Charge, Prices};
 pub use sizes::{AspectRatio, Duration, FPS, Resolution};

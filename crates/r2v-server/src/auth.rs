@@ -1,20 +1,53 @@
 //! API keys: `Authorization: Key <id>:<secret>`. Secrets are stored as SHA-256 and
 //! compared in constant time; revoked keys get 401. With auth off every caller is
 //! `anonymous`. Also the short-lived bearer tokens of the Python client's CDN uploads.
+//!
+//! The extractors [`Caller`] and [`UploadCaller`] are the only way to get a caller: a
+//! handler that needs to know who calls takes one as its first argument, so it is
+//! authenticated before anything else (its body included) is looked at.
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use r2v_store::{ApiKeyRecord, RequestStore, StoreError, now_ms};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// Who is calling: the id of their API key.
+/// Who is calling: the id of their API key, checked from `Authorization: Key …`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    owner: String,
+}
+
+impl Caller {
     /// The key id (`anonymous` with auth off).
-    pub owner: String,
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate(state, &parts.headers).await
+    }
+}
+
+/// A caller of the CDN upload routes: `Authorization: Bearer <token>` from
+/// `/storage/auth/token`, or a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadCaller(pub Caller);
+
+impl FromRequestParts<AppState> for UploadCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate_upload(state, &parts.headers).await.map(Self)
+    }
 }
 
 /// A newly created key: the id and the whole `id:secret`, shown once.
@@ -56,7 +89,7 @@ pub async fn create_key(store: &dyn RequestStore, name: &str) -> Result<NewKey, 
 }
 
 /// Checks the `Authorization` header.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     if !state.config.auth {
         return Ok(Caller {
             owner: "anonymous".to_owned(),
@@ -101,10 +134,7 @@ pub fn cdn_token(state: &AppState, owner: &str, expires_at: i64) -> String {
 }
 
 /// The caller behind `Authorization: Bearer <cdn token>` (or a regular key).
-pub async fn authenticate_upload(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Caller, ApiError> {
+async fn authenticate_upload(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

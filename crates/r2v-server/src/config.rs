@@ -1,13 +1,12 @@
-//! [`ServerConfig`]: every setting of `r2v serve`, as a plain struct with defaults. The
-//! binary resolves CLI flags, environment variables and the TOML file into it.
+//! [`ServerConfig`]: every setting of `r2v serve` the server itself uses, as a plain struct
+//! with defaults. The binary parses and checks flags, environment variables and the TOML
+//! file (all through the same parsers) and builds it.
 
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// A secret whose `Debug` never shows it.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(pub String);
 
 impl std::fmt::Debug for Secret {
@@ -17,8 +16,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// The server's settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
@@ -57,18 +55,9 @@ pub struct ServerConfig {
     pub blocked_terms: Vec<String>,
     /// Webhook delivery attempts before giving up.
     pub webhook_max_attempts: i64,
-    /// Which engine the in-process workers run: `preview` or `wan` (the binary builds it).
-    pub engine: Option<String>,
-    /// The wan engine's checkpoint directory.
-    pub model_dir: Option<PathBuf>,
-    /// Where the wan engine runs: `auto`, `cpu`, `cuda[:N]` or `wgpu[:N]` (the binary checks it).
-    pub device: Option<String>,
-    /// Where GPU kernels and autotune results are kept; else `kernels/` in `data_dir`.
-    pub kernel_cache: Option<PathBuf>,
-    /// Precision of the wan engine's DiT and text encoder: `f32` or `bf16`.
-    pub wan_dtype: Option<String>,
-    /// Memory the wan engine may plan for, in GiB.
-    pub memory_budget_gb: Option<f64>,
+    /// The standard endpoint's price per output second at each resolution (flash is
+    /// charged a share of it).
+    pub prices: r2v_api::Prices,
 }
 
 impl Default for ServerConfig {
@@ -92,12 +81,7 @@ impl Default for ServerConfig {
             x264_preset: "veryfast".to_owned(),
             blocked_terms: Vec::new(),
             webhook_max_attempts: 10,
-            engine: None,
-            model_dir: None,
-            device: None,
-            kernel_cache: None,
-            wan_dtype: None,
-            memory_budget_gb: None,
+            prices: r2v_api::Prices::default(),
         }
     }
 }

@@ -7,9 +7,9 @@
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, WriteMultipart};
 use sha2::Sha256;
 use std::sync::Arc;
 
@@ -79,24 +79,43 @@ impl FileStore {
         mac
     }
 
-    /// `{base}/files/{path}?exp=…&sig=…`, readable until `expires_at` (Unix seconds).
+    /// `{base}/files/{exp}.{sig}/{path}`, readable until `expires_at` (Unix seconds). The
+    /// signature is a path segment, so a URL with a suffix (the Python client's multipart
+    /// `{access_url}/multipart/{id}/{part}`) still carries it.
     pub fn url(&self, base: &str, path: &str, expires_at: i64) -> String {
         let exp = expires_at.to_string();
         format!(
-            "{base}/files/{path}?exp={exp}&sig={}",
+            "{base}/files/{exp}.{}/{path}",
             self.sign("file", &[path, &exp])
         )
     }
 
-    /// Whether a file URL's query is a valid, unexpired signature for `path`.
-    pub fn check_file_signature(&self, path: &str, exp: &str, sig: &str, now_s: i64) -> bool {
-        exp.parse::<i64>().is_ok_and(|e| e >= now_s) && self.verify("file", &[path, exp], sig)
+    /// The stored path a `/files/` route path names, when its signature is valid and
+    /// unexpired: `{exp}.{sig}/{path}`, or `{path}` with `?exp=…&sig=…` in `query` (the
+    /// form of URLs made before 0.2, which stored results still hold).
+    pub fn signed_path(
+        &self,
+        route_path: &str,
+        query: Option<(&str, &str)>,
+        now_s: i64,
+    ) -> Option<String> {
+        let valid = |path: &str, exp: &str, sig: &str| {
+            exp.parse::<i64>().is_ok_and(|e| e >= now_s) && self.verify("file", &[path, exp], sig)
+        };
+        if let Some((token, path)) = route_path.split_once('/')
+            && let Some((exp, sig)) = token.split_once('.')
+            && valid(path, exp, sig)
+        {
+            return Some(path.to_owned());
+        }
+        let (exp, sig) = query?;
+        valid(route_path, exp, sig).then(|| route_path.to_owned())
     }
 
     /// The stored path behind one of our own signed file URLs (any host), or `None`.
     pub fn own_path(&self, url: &str, now_s: i64) -> Option<String> {
         let parsed = url::Url::parse(url).ok()?;
-        let path = parsed.path().strip_prefix("/files/")?.to_owned();
+        let route_path = parsed.path().strip_prefix("/files/")?;
         let mut exp = None;
         let mut sig = None;
         for (k, v) in parsed.query_pairs() {
@@ -106,8 +125,24 @@ impl FileStore {
                 _ => {}
             }
         }
-        self.check_file_signature(&path, &exp?, &sig?, now_s)
-            .then_some(path)
+        let query = exp.as_deref().zip(sig.as_deref());
+        self.signed_path(route_path, query, now_s)
+    }
+
+    /// Concatenates the objects at `parts`, in order, into `dest` without holding more
+    /// than a part in memory; returns the size. The parts are left in place.
+    pub async fn join(&self, parts: &[String], dest: &str) -> Result<u64, object_store::Error> {
+        let upload = self.objects.put_multipart(&ObjectPath::from(dest)).await?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut size = 0;
+        for part in parts {
+            let bytes = self.get(part).await?;
+            size += bytes.len() as u64;
+            writer.wait_for_capacity(2).await?;
+            writer.put(bytes);
+        }
+        writer.finish().await?;
+        Ok(size)
     }
 }
 
@@ -144,6 +179,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = FileStore::open(dir.path(), vec![7; 32]).unwrap();
         let url = files.url("http://h:1", "outputs/r/output.mp4", 2_000_000_000);
+        assert_eq!(
+            files.own_path(&format!("{url}/multipart/x/1"), 1_000),
+            None,
+            "a suffix names another path"
+        );
+        let legacy = format!(
+            "http://h:1/files/outputs/r/output.mp4?exp=2000000000&sig={}",
+            files.sign("file", &["outputs/r/output.mp4", "2000000000"])
+        );
+        assert_eq!(
+            files.own_path(&legacy, 1_000).as_deref(),
+            Some("outputs/r/output.mp4")
+        );
         assert_eq!(
             files.own_path(&url, 1_000).as_deref(),
             Some("outputs/r/output.mp4")

@@ -127,7 +127,7 @@ impl AppState {
             if let Some(kind) = error_type {
                 metrics::counter!("r2v_request_failures_total", "error_type" => kind).increment(1);
             }
-            self.record_duration(id).await;
+            self.record_completion(id).await;
             self.completed.notify_waiters();
         }
         Ok(done)
@@ -161,12 +161,18 @@ impl AppState {
         Ok(done)
     }
 
-    async fn record_duration(&self, id: &str) {
-        if let Ok(Some(row)) = self.store.get(id).await
-            && let Some(done) = row.completed_at
-        {
+    /// The metrics of a completion: its duration and what it was charged.
+    async fn record_completion(&self, id: &str) {
+        let Ok(Some(row)) = self.store.get(id).await else {
+            return;
+        };
+        if let Some(done) = row.completed_at {
             metrics::histogram!("r2v_request_duration_seconds")
                 .record((done - row.created_at) as f64 / 1000.0);
+        }
+        if let Some(charge) = row.charged() {
+            metrics::counter!("r2v_billable_seconds_total", "endpoint" => row.endpoint.clone())
+                .increment(charge.billable_seconds.unsigned_abs());
         }
     }
 }

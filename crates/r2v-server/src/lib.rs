@@ -23,6 +23,7 @@ pub mod routes;
 mod secrets;
 pub mod state;
 pub mod webhooks;
+pub mod wire;
 
 use crate::config::ServerConfig;
 use crate::files::FileStore;

@@ -2,20 +2,11 @@
 //! queued requests past their start deadline fail with a 504, and requests and files
 //! past their retention are deleted.
 
-use crate::jobs::internal_failure;
+use crate::jobs::{failure, internal_failure};
 use crate::state::AppState;
-use r2v_store::{Outcome, now_ms};
-use serde_json::json;
+use r2v_api::RequestError;
+use r2v_store::now_ms;
 use std::time::Duration;
-
-fn start_timeout() -> Outcome {
-    Outcome::Failure {
-        status: 504,
-        body: json!({ "detail": "The request did not start before its x-fal-request-timeout", "error_type": "request_timeout" }),
-        error: "The request did not start before its x-fal-request-timeout".to_owned(),
-        error_type: "request_timeout".to_owned(),
-    }
-}
 
 /// Runs until `shutdown` flips.
 pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -37,7 +28,7 @@ pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<boo
                 now_ms(),
                 state.config.max_attempts,
                 exhausted,
-                start_timeout(),
+                failure(&RequestError::StartTimeout),
             )
             .await
         {

@@ -14,7 +14,7 @@
 pub mod sqlite;
 
 use async_trait::async_trait;
-pub use r2v_api::Outcome;
+pub use r2v_api::{Charge, Outcome};
 use serde_json::Value;
 
 /// Milliseconds since the Unix epoch.
@@ -95,6 +95,8 @@ pub struct NewRequest {
     pub output_ttl_seconds: Option<i64>,
     /// When the reaper may delete the request.
     pub expires_at: UnixMs,
+    /// What it costs if it completes successfully.
+    pub charge: Charge,
 }
 
 /// A stored request.
@@ -148,6 +150,47 @@ pub struct RequestRow {
     pub completed_at: Option<UnixMs>,
     /// Seconds of work, once completed.
     pub inference_time: Option<f64>,
+    /// What it costs if it completes successfully (`None` for rows from before metering).
+    pub charge: Option<Charge>,
+}
+
+impl RequestRow {
+    /// What it was charged: its charge once it completed successfully, else nothing.
+    pub fn charged(&self) -> Option<Charge> {
+        self.charge
+            .filter(|_| self.status == Status::Completed && self.result.is_some())
+    }
+}
+
+/// One owner's usage of one endpoint on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    /// `YYYY-MM-DD`, UTC, the day the requests completed.
+    pub day: String,
+    /// The endpoint id.
+    pub endpoint: String,
+    /// Successful requests.
+    pub requests: i64,
+    /// Seconds of output.
+    pub billable_seconds: i64,
+    /// Their price, in micro-dollars.
+    pub cost_microusd: i64,
+}
+
+/// The UTC date (`YYYY-MM-DD`) of a time.
+pub fn utc_day(at: UnixMs) -> String {
+    let days = at.div_euclid(86_400_000);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// A log line to append.
@@ -272,7 +315,8 @@ pub trait RequestStore: Send + Sync {
     async fn append_logs(&self, id: &str, lines: &[NewLog]) -> Result<(), StoreError>;
     /// Log lines with `seq > after`.
     async fn logs_after(&self, id: &str, after: i64) -> Result<Vec<LogLine>, StoreError>;
-    /// Completes a request the worker holds; `false` when the lease was lost.
+    /// Completes a request the worker holds; `false` when the lease was lost. A success is
+    /// counted in the owner's usage in the same transaction.
     async fn complete(
         &self,
         id: &str,
@@ -327,4 +371,23 @@ pub trait RequestStore: Send + Sync {
     async fn insert_file(&self, file: FileRecord) -> Result<(), StoreError>;
     /// A blob's record.
     async fn get_file(&self, path: &str) -> Result<Option<FileRecord>, StoreError>;
+    /// `owner`'s usage per day and endpoint for days in `first_day..=last_day`
+    /// (`YYYY-MM-DD`), oldest first.
+    async fn usage(
+        &self,
+        owner: &str,
+        first_day: &str,
+        last_day: &str,
+    ) -> Result<Vec<UsageRow>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_days() {
+        assert_eq!(super::utc_day(0), "1970-01-01");
+        assert_eq!(super::utc_day(951_782_400_000), "2000-02-29");
+        assert_eq!(super::utc_day(1_795_996_799_999), "2026-11-29");
+        assert_eq!(super::utc_day(-1), "1969-12-31");
+    }
 }

@@ -7,7 +7,7 @@
 
 use crate::{
     ApiKeyRecord, CancelOutcome, Counts, FileRecord, Lease, LogLine, NewLog, NewRequest, Outcome,
-    ReapReport, RequestRow, RequestStore, Status, StoreError, UnixMs, now_ms,
+    ReapReport, RequestRow, RequestStore, Status, StoreError, UnixMs, UsageRow, now_ms, utc_day,
 };
 use async_trait::async_trait;
 use serde_json::Value;
@@ -26,7 +26,7 @@ pub struct SqliteStore {
 
 const COLUMNS: &str = "id, seq, endpoint, owner, priority, status, input, result, error, error_type, \
     error_status, error_body, attempts, worker_id, lease_until, cancel_requested, webhook_url, \
-    webhook_state, webhook_attempts, output_ttl_seconds, created_at, started_at, completed_at, inference_time";
+    webhook_state, webhook_attempts, output_ttl_seconds, created_at, started_at, completed_at, inference_time, billable_seconds, cost_microusd";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies the migrations.
@@ -82,6 +82,16 @@ impl SqliteStore {
             started_at: r.try_get("started_at")?,
             completed_at: r.try_get("completed_at")?,
             inference_time: r.try_get("inference_time")?,
+            charge: match (
+                r.try_get::<Option<i64>, _>("billable_seconds")?,
+                r.try_get::<Option<i64>, _>("cost_microusd")?,
+            ) {
+                (Some(billable_seconds), Some(cost_microusd)) => Some(crate::Charge {
+                    billable_seconds,
+                    cost_microusd,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -141,8 +151,8 @@ impl RequestStore for SqliteStore {
     async fn insert(&self, new: NewRequest) -> Result<RequestRow, StoreError> {
         let sql = format!(
             "INSERT INTO requests (id, endpoint, owner, priority, status, input, webhook_url, store_io, \
-             start_deadline, output_ttl_seconds, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+             start_deadline, output_ttl_seconds, created_at, expires_at, billable_seconds, cost_microusd) \
+             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(&new.id)
@@ -156,6 +166,8 @@ impl RequestStore for SqliteStore {
             .bind(new.output_ttl_seconds)
             .bind(now_ms())
             .bind(new.expires_at)
+            .bind(new.charge.billable_seconds)
+            .bind(new.charge.cost_microusd)
             .fetch_one(&self.pool)
             .await?;
         Self::row(&row)
@@ -278,13 +290,37 @@ impl RequestStore for SqliteStore {
         let sql = format!(
             "UPDATE requests SET {COMPLETE_SET}, inference_time = ? WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS'"
         );
-        let done = bind_complete(sqlx::query(&sql), &outcome, now_ms())
+        let now = now_ms();
+        let success = matches!(outcome, Outcome::Success { .. });
+        // The completion and its usage commit together. `BEGIN IMMEDIATE` takes SQLite's
+        // write lock first (waiting out the busy timeout), so no read snapshot is upgraded.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = bind_complete(sqlx::query(&sql), &outcome, now)
             .bind(inference_time)
             .bind(id)
             .bind(worker_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if success {
+            sqlx::query(
+                "INSERT INTO usage_daily (owner, day, endpoint, requests, billable_seconds, cost_microusd) \
+                 SELECT owner, ?, endpoint, 1, billable_seconds, cost_microusd FROM requests \
+                 WHERE id = ? AND billable_seconds IS NOT NULL AND cost_microusd IS NOT NULL \
+                 ON CONFLICT (owner, day, endpoint) DO UPDATE SET \
+                 requests = usage_daily.requests + excluded.requests, \
+                 billable_seconds = usage_daily.billable_seconds + excluded.billable_seconds, \
+                 cost_microusd = usage_daily.cost_microusd + excluded.cost_microusd",
+            )
+            .bind(utc_day(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn release(
@@ -522,6 +558,34 @@ impl RequestStore for SqliteStore {
             })
         })
         .transpose()
+    }
+
+    async fn usage(
+        &self,
+        owner: &str,
+        first_day: &str,
+        last_day: &str,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, endpoint, requests, billable_seconds, cost_microusd FROM usage_daily \
+             WHERE owner = ? AND day >= ? AND day <= ? ORDER BY day, endpoint",
+        )
+        .bind(owner)
+        .bind(first_day)
+        .bind(last_day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageRow {
+                    day: r.try_get("day")?,
+                    endpoint: r.try_get("endpoint")?,
+                    requests: r.try_get("requests")?,
+                    billable_seconds: r.try_get("billable_seconds")?,
+                    cost_microusd: r.try_get("cost_microusd")?,
+                })
+            })
+            .collect()
     }
 }
 

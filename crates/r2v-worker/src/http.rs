@@ -5,11 +5,12 @@
 //! `POST claim`, `POST requests/{id}/heartbeat`, `POST requests/{id}/logs`,
 //! `PUT requests/{id}/output`, `POST requests/{id}/complete`, `POST requests/{id}/release`.
 
+use crate::wire::{CompleteBody, LogsBody, OutputQuery, OutputStored, ReleaseBody, WorkerBody};
 use crate::{Job, LeaseState, LogEntry, Outcome, SourceError, WorkSource};
 use async_trait::async_trait;
 use r2v_media::MediaError;
 use r2v_media::reference::{FileResolver, Resolved};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -41,17 +42,23 @@ impl HttpSource {
         })
     }
 
+    fn worker_body(&self) -> WorkerBody {
+        WorkerBody {
+            worker_id: self.worker_id.clone(),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/worker/v1/{path}", self.api)
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<(u16, Vec<u8>), SourceError> {
+    async fn post(&self, path: &str, body: &impl Serialize) -> Result<(u16, Vec<u8>), SourceError> {
         let response = self
             .client
             .post(self.url(path))
             .bearer_auth(&self.token)
             .header("content-type", "application/json")
-            .body(body.to_string())
+            .body(serde_json::to_vec(body).map_err(|e| SourceError(e.to_string()))?)
             .send()
             .await
             .map_err(|e| SourceError(format!("POST {path}: {e}")))?;
@@ -78,9 +85,7 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, SourceError>
 #[async_trait]
 impl WorkSource for HttpSource {
     async fn claim(&self) -> Result<Option<Job>, SourceError> {
-        let (status, body) = self
-            .post("claim", json!({ "worker_id": self.worker_id }))
-            .await?;
+        let (status, body) = self.post("claim", &self.worker_body()).await?;
         if status == 204 {
             Ok(None)
         } else {
@@ -90,10 +95,7 @@ impl WorkSource for HttpSource {
 
     async fn heartbeat(&self, id: &str) -> Result<LeaseState, SourceError> {
         let (_, body) = self
-            .post(
-                &format!("requests/{id}/heartbeat"),
-                json!({ "worker_id": self.worker_id }),
-            )
+            .post(&format!("requests/{id}/heartbeat"), &self.worker_body())
             .await?;
         parse(&body)
     }
@@ -101,7 +103,10 @@ impl WorkSource for HttpSource {
     async fn append_logs(&self, id: &str, lines: Vec<LogEntry>) -> Result<(), SourceError> {
         self.post(
             &format!("requests/{id}/logs"),
-            json!({ "worker_id": self.worker_id, "lines": lines }),
+            &LogsBody {
+                worker_id: self.worker_id.clone(),
+                lines,
+            },
         )
         .await
         .map(drop)
@@ -111,14 +116,18 @@ impl WorkSource for HttpSource {
         let bytes = tokio::fs::read(file)
             .await
             .map_err(|e| SourceError(format!("reading {}: {e}", file.display())))?;
-        let name = "output.mp4";
+        let query = OutputQuery {
+            worker_id: self.worker_id.clone(),
+            file_name: Some("output.mp4".to_owned()),
+        };
+        let mut url = url::Url::parse(&self.url(&format!("requests/{id}/output")))
+            .map_err(|e| SourceError(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("worker_id", &query.worker_id)
+            .extend_pairs(query.file_name.as_deref().map(|name| ("file_name", name)));
         let response = self
             .client
-            .put(format!(
-                "{}?worker_id={}&file_name={name}",
-                self.url(&format!("requests/{id}/output")),
-                self.worker_id
-            ))
+            .put(url)
             .bearer_auth(&self.token)
             .header("content-type", "video/mp4")
             .body(bytes)
@@ -136,11 +145,7 @@ impl WorkSource for HttpSource {
                 String::from_utf8_lossy(&body)
             )));
         }
-        let answer: Value = parse(&body)?;
-        answer["url"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| SourceError("the API returned no url".into()))
+        parse::<OutputStored>(&body).map(|stored| stored.url)
     }
 
     async fn complete(
@@ -149,8 +154,12 @@ impl WorkSource for HttpSource {
         outcome: Outcome,
         inference_time: f64,
     ) -> Result<(), SourceError> {
-        let body = json!({ "worker_id": self.worker_id, "outcome": outcome, "inference_time": inference_time });
-        self.post(&format!("requests/{id}/complete"), body)
+        let body = CompleteBody {
+            worker_id: self.worker_id.clone(),
+            outcome,
+            inference_time,
+        };
+        self.post(&format!("requests/{id}/complete"), &body)
             .await
             .map(drop)
     }
@@ -158,7 +167,10 @@ impl WorkSource for HttpSource {
     async fn release(&self, id: &str, reason: &str) -> Result<(), SourceError> {
         self.post(
             &format!("requests/{id}/release"),
-            json!({ "worker_id": self.worker_id, "reason": reason }),
+            &ReleaseBody {
+                worker_id: self.worker_id.clone(),
+                reason: reason.to_owned(),
+            },
         )
         .await
         .map(drop)
@@ -170,14 +182,22 @@ impl WorkSource for HttpSource {
 }
 
 impl FileResolver for HttpSource {
-    /// The server's own signed file URLs (`…/files/<path>?exp=…&sig=…`) are fetched from
-    /// the API itself, whatever host they name, without the SSRF guard.
+    /// The server's own signed file URLs (`…/files/{exp}.{sig}/<path>`, or the older
+    /// `…/files/<path>?exp=…&sig=…`) are fetched from the API itself, whatever host they
+    /// name, without the SSRF guard; the server checks the signature.
     fn resolve<'a>(&'a self, url: &'a str, max_bytes: u64) -> Resolved<'a> {
         Box::pin(async move {
             let parsed = url::Url::parse(url).ok()?;
-            if !parsed.path().starts_with("/files/")
-                || !parsed.query().is_some_and(|q| q.contains("sig="))
-            {
+            let route_path = parsed.path().strip_prefix("/files/")?;
+            let signed_segment = route_path
+                .split_once('/')
+                .and_then(|(token, _)| token.split_once('.'))
+                .is_some_and(|(exp, sig)| {
+                    exp.bytes().all(|b| b.is_ascii_digit())
+                        && sig.len() == 64
+                        && sig.bytes().all(|b| b.is_ascii_hexdigit())
+                });
+            if !signed_segment && !parsed.query().is_some_and(|q| q.contains("sig=")) {
                 return None;
             }
             let local = format!(

@@ -13,6 +13,7 @@
 
 pub mod http;
 mod pump;
+pub mod wire;
 
 use async_trait::async_trait;
 pub use r2v_api::Outcome;
@@ -23,6 +24,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// A claimed request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,8 +143,10 @@ pub async fn run(
             }
         };
         let span = tracing::info_span!("request", request_id = %job.id, worker = %config.id);
-        let _entered = span.enter();
-        if let Err(e) = process(source.as_ref(), &generator, &config, job).await {
+        if let Err(e) = process(source.as_ref(), &generator, &config, job)
+            .instrument(span)
+            .await
+        {
             tracing::warn!(error = %e, "could not report a request's end; its lease will expire and it will be retried");
         }
     }
@@ -168,7 +172,19 @@ async fn process(
                 .await;
         }
     };
-    let preset = Preset::from_endpoint_id(&job.endpoint).unwrap_or(Preset::Flash);
+    let Some(preset) = Preset::from_endpoint_id(&job.endpoint) else {
+        // Only a server newer than this worker stores such a request: give it back for a
+        // worker that serves the endpoint (it fails as internal_error after the attempts).
+        let reason = format!(
+            "this worker does not serve the endpoint {}; upgrade it",
+            job.endpoint
+        );
+        tracing::error!(endpoint = %job.endpoint, "{reason}");
+        let _ = source
+            .append_logs(&job.id, vec![LogEntry::now("ERROR", reason.clone())])
+            .await;
+        return source.release(&job.id, &reason).await;
+    };
     let job_dir = config
         .scratch_dir
         .join(format!("{}-{}", job.id, job.attempt));

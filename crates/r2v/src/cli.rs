@@ -84,7 +84,7 @@ pub struct WanEngineArgs {
     pub device: Option<DeviceRequest>,
     /// Memory the wan engine may plan for, in GiB [default: what the device has free when
     /// the engine starts: GPU memory on a GPU, RAM on the CPU].
-    #[arg(long, env = "R2V_MEMORY_BUDGET_GB")]
+    #[arg(long, env = "R2V_MEMORY_BUDGET_GB", value_parser = positive_gib)]
     pub memory_budget_gb: Option<f64>,
     /// Precision of the wan engine's DiT and text encoder (the VAE stays f32) [default:
     /// bf16 on CUDA, f32 on the CPU and wgpu].
@@ -367,8 +367,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub wan: WanEngineArgs,
     /// x264 preset: faster presets give bigger files of the same format.
-    #[arg(long, env = "R2V_X264_PRESET", default_value = "veryfast", value_parser = [
-        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"])]
+    #[arg(long, env = "R2V_X264_PRESET", default_value = "veryfast", value_parser = X264_PRESETS)]
     pub x264_preset: String,
     /// How references are fetched.
     #[command(flatten)]
@@ -388,9 +387,65 @@ pub struct ValidateArgs {
     pub fetch: FetchArgs,
 }
 
+/// The x264 presets an output may be encoded with.
+pub const X264_PRESETS: [&str; 9] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
+
+/// A number of seconds above 0 (and below 10⁹).
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(s),
+        _ => Err(format!("must be a positive number of seconds, not {text}")),
+    }
+}
+
+/// A number of GiB above 0.
+fn positive_gib(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(g) if g.is_finite() && g > 0.0 => Ok(g),
+        _ => Err(format!("must be a positive number of GiB, not {text}")),
+    }
+}
+
+/// An http(s) URL, without a trailing `/`.
+fn http_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {
+            Ok(text.trim_end_matches('/').to_owned())
+        }
+        _ => Err(format!("must be an http(s) URL, not {text}")),
+    }
+}
+
+/// A worker token: at least 16 characters.
+fn worker_token(text: &str) -> Result<String, String> {
+    if text.chars().count() >= 16 {
+        Ok(text.to_owned())
+    } else {
+        Err("must be at least 16 characters".to_owned())
+    }
+}
+
+/// A price in dollars per second: at least 0, at most $1 000 000.
+fn usd_per_second(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|usd| r2v_api::Prices::microusd_from_usd(*usd).is_some())
+        .ok_or_else(|| format!("must be a price in dollars from 0 to 1000000, not {text}"))
+}
+
 /// `r2v serve`. Every flag also has an environment variable and a key in the TOML file
 /// given with `--config` (same name, `_` for `-`); flags beat the environment, which
-/// beats the file, which beats the defaults.
+/// beats the file, which beats the defaults (see `settings`).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// A TOML file with any of the settings below.
@@ -418,38 +473,39 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub wan: WanEngineArgs,
     /// Base of absolute URLs in responses [default: the request's Host].
-    #[arg(long, env = "R2V_PUBLIC_URL")]
+    #[arg(long, env = "R2V_PUBLIC_URL", value_parser = http_url)]
     pub public_url: Option<String>,
-    /// Token that remote workers present (`r2v worker --token`); the worker API is off without one.
-    #[arg(long, env = "R2V_WORKER_TOKEN")]
+    /// Token that remote workers present (`r2v worker --token`), at least 16 characters;
+    /// the worker API is off without one.
+    #[arg(long, env = "R2V_WORKER_TOKEN", value_parser = worker_token)]
     pub worker_token: Option<String>,
     /// Largest request body in bytes, for submits and uploads [default: 512 MiB].
     #[arg(long, env = "R2V_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<u64>,
     /// Most connections open at once; more wait to be accepted [default: 1024].
-    #[arg(long, env = "R2V_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
+    #[arg(long, env = "R2V_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
     /// Longest wait for a request's headers, in seconds; also closes idle keep-alive
     /// connections [default: 30].
-    #[arg(long, env = "R2V_HEADER_TIMEOUT_SECONDS")]
+    #[arg(long, env = "R2V_HEADER_TIMEOUT_SECONDS", value_parser = positive_seconds)]
     pub header_timeout_seconds: Option<f64>,
     /// Longest pause inside a request body, in seconds; a stalled body gets 408 [default: 60].
-    #[arg(long, env = "R2V_BODY_IDLE_TIMEOUT_SECONDS")]
+    #[arg(long, env = "R2V_BODY_IDLE_TIMEOUT_SECONDS", value_parser = positive_seconds)]
     pub body_idle_timeout_seconds: Option<f64>,
     /// How long requests and files are kept, in seconds [default: 7 days].
-    #[arg(long, env = "R2V_RETENTION_SECONDS")]
+    #[arg(long, env = "R2V_RETENTION_SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
     pub retention_seconds: Option<i64>,
     /// Attempts before a request that keeps failing internally is failed [default: 3].
-    #[arg(long, env = "R2V_MAX_ATTEMPTS")]
+    #[arg(long, env = "R2V_MAX_ATTEMPTS", value_parser = clap::value_parser!(i64).range(1..))]
     pub max_attempts: Option<i64>,
     /// Lease length in seconds [default: 30].
-    #[arg(long, env = "R2V_LEASE_SECONDS")]
+    #[arg(long, env = "R2V_LEASE_SECONDS", value_parser = clap::value_parser!(i64).range(1..))]
     pub lease_seconds: Option<i64>,
-    /// How often workers renew their lease, in seconds [default: 2].
-    #[arg(long, env = "R2V_HEARTBEAT_SECONDS")]
+    /// How often workers renew their lease, in seconds, at most half the lease [default: 2].
+    #[arg(long, env = "R2V_HEARTBEAT_SECONDS", value_parser = positive_seconds)]
     pub heartbeat_seconds: Option<f64>,
     /// x264 preset for outputs [default: veryfast].
-    #[arg(long, env = "R2V_X264_PRESET")]
+    #[arg(long, env = "R2V_X264_PRESET", value_parser = X264_PRESETS)]
     pub x264_preset: Option<String>,
     /// A prompt term the safety checker refuses. Repeat for more.
     #[arg(
@@ -459,6 +515,13 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub blocked_terms: Vec<String>,
+    /// The standard endpoint's price per output second at 720p, in dollars; flash is
+    /// charged half of it with audio and a quarter without [default: 0.10].
+    #[arg(long = "price-720p-usd", env = "R2V_PRICE_720P_USD", value_parser = usd_per_second)]
+    pub price_720p_usd: Option<f64>,
+    /// The same at 1080p [default: 0.15].
+    #[arg(long = "price-1080p-usd", env = "R2V_PRICE_1080P_USD", value_parser = usd_per_second)]
+    pub price_1080p_usd: Option<f64>,
 }
 
 /// `r2v keys`.
@@ -497,14 +560,18 @@ pub enum KeysCommand {
     },
 }
 
-/// `r2v worker`.
+/// `r2v worker`. Every flag also has an environment variable and a key in the TOML file
+/// given with `--config`, as for `serve`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
+    /// A TOML file with any of the settings below.
+    #[arg(long, env = "R2V_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The server's base URL, e.g. http://10.0.0.5:8080.
-    #[arg(long, env = "R2V_API")]
+    #[arg(long, env = "R2V_API", value_parser = http_url)]
     pub api: String,
     /// The server's worker token.
-    #[arg(long, env = "R2V_WORKER_TOKEN")]
+    #[arg(long, env = "R2V_WORKER_TOKEN", value_parser = worker_token)]
     pub token: String,
     /// This worker's id [default: remote:<hostname>:<random>].
     #[arg(long, env = "R2V_WORKER_ID")]
@@ -519,10 +586,10 @@ pub struct WorkerArgs {
     #[arg(long, env = "R2V_SCRATCH_DIR")]
     pub scratch_dir: Option<PathBuf>,
     /// How often the lease is renewed, in seconds.
-    #[arg(long, default_value_t = 2.0, env = "R2V_HEARTBEAT_SECONDS")]
+    #[arg(long, default_value_t = 2.0, env = "R2V_HEARTBEAT_SECONDS", value_parser = positive_seconds)]
     pub heartbeat_seconds: f64,
     /// x264 preset for outputs.
-    #[arg(long, default_value = "veryfast", env = "R2V_X264_PRESET")]
+    #[arg(long, default_value = "veryfast", env = "R2V_X264_PRESET", value_parser = X264_PRESETS)]
     pub x264_preset: String,
     /// How references are fetched.
     #[command(flatten)]

@@ -45,6 +45,7 @@ fn exit_for(error: &RequestError) -> Exit {
         RequestError::ContentPolicy(_) => Exit::ContentPolicy,
         RequestError::Cancelled => Exit::Cancelled,
         RequestError::TooLarge { .. }
+        | RequestError::StartTimeout
         | RequestError::Internal { .. }
         | RequestError::Fatal { .. } => Exit::Internal,
     }
@@ -215,6 +216,7 @@ fn report(error: &RequestError, as_json: bool) -> Exit {
             RequestError::ContentPolicy(detail) => eprintln!("error: {}", describe(detail)),
             RequestError::Cancelled => eprintln!("error: cancelled"),
             RequestError::TooLarge { .. }
+            | RequestError::StartTimeout
             | RequestError::Internal { .. }
             | RequestError::Fatal { .. } => {
                 eprintln!("error: {}", error.summary())

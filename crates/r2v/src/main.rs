@@ -6,15 +6,22 @@ mod commands;
 mod logging;
 mod progress;
 mod service;
+mod settings;
 mod wan;
 
-use clap::Parser;
-use cli::{Cli, Command};
+use cli::Command;
 use commands::{Exit, InvalidRequestFile};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match settings::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(settings::SettingsError::Flags(e)) => e.exit(),
+        Err(settings::SettingsError::File(message)) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let default_filter = match cli.command {
         Command::Serve(_) | Command::Worker(_) | Command::Wan(_) => "info",
         Command::Run(_)

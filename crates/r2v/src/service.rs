@@ -1,9 +1,7 @@
-//! The `serve`, `keys` and `worker` subcommands: configuration resolution (flags >
-//! environment > TOML file > defaults) and wiring around `r2v-server` and `r2v-worker`.
+//! The `serve`, `keys` and `worker` subcommands: the server's configuration from its
+//! checked settings (see `settings`) and wiring around `r2v-server` and `r2v-worker`.
 
-use crate::cli::{
-    DtypeArg, EngineArg, KeysArgs, KeysCommand, ServeArgs, WanEngineArgs, WorkerArgs,
-};
+use crate::cli::{EngineArg, KeysArgs, KeysCommand, ServeArgs, WanEngineArgs, WorkerArgs};
 use crate::commands::Exit;
 use anyhow::{Context, bail};
 use r2v_engine::Engine;
@@ -57,152 +55,62 @@ pub fn engine(
     })
 }
 
-/// `ServeArgs` → `ServerConfig`: the TOML file (if any) over the defaults, then every
-/// flag or environment variable that was given.
+/// `ServeArgs` (flags, environment and `--config` file, each value already checked by its
+/// parser in `settings`) → `ServerConfig`, with the checks that involve two settings.
 pub fn resolve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
-    let mut config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading --config {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?
-        }
-        None => ServerConfig::default(),
+    let defaults = ServerConfig::default();
+    let prices = r2v_api::Prices {
+        per_second_720p: args
+            .price_720p_usd
+            .and_then(r2v_api::Prices::microusd_from_usd)
+            .unwrap_or(defaults.prices.per_second_720p),
+        per_second_1080p: args
+            .price_1080p_usd
+            .and_then(r2v_api::Prices::microusd_from_usd)
+            .unwrap_or(defaults.prices.per_second_1080p),
     };
-    if let Some(v) = args.listen {
-        config.listen = v;
-    }
-    if let Some(v) = &args.data_dir {
-        config.data_dir = v.clone();
-    }
-    if args.no_auth {
-        config.auth = false;
-    }
-    if args.allow_private_urls {
-        config.allow_private_urls = true;
-    }
-    if let Some(v) = args.workers {
-        config.workers = v;
-    }
-    if let Some(v) = &args.public_url {
-        let parsed =
-            url::Url::parse(v).with_context(|| format!("--public-url {v} is not a URL"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            bail!("--public-url must be an http(s) URL, not {v}");
-        }
-        config.public_url = Some(v.trim_end_matches('/').to_owned());
-    }
-    if let Some(v) = &args.worker_token {
-        if v.len() < 16 {
-            bail!("--worker-token must be at least 16 characters");
-        }
-        config.worker_token = Some(Secret(v.clone()));
-    }
-    if let Some(v) = args.max_body_bytes {
-        config.max_body_bytes = v;
-    }
-    if let Some(v) = args.max_connections {
-        config.max_connections = v;
-    }
-    if let Some(v) = args.header_timeout_seconds {
-        config.header_timeout_seconds = v;
-    }
-    if let Some(v) = args.body_idle_timeout_seconds {
-        config.body_idle_timeout_seconds = v;
-    }
-    if let Some(v) = args.retention_seconds {
-        config.retention_seconds = v;
-    }
-    if let Some(v) = args.max_attempts {
-        if v < 1 {
-            bail!("--max-attempts must be at least 1");
-        }
-        config.max_attempts = v;
-    }
-    if let Some(v) = args.lease_seconds {
-        config.lease_seconds = v;
-    }
-    if let Some(v) = args.heartbeat_seconds {
-        config.heartbeat_seconds = v;
-    }
-    if let Some(v) = &args.x264_preset {
-        config.x264_preset = v.clone();
-    }
-    if !args.blocked_terms.is_empty() {
-        config.blocked_terms = args.blocked_terms.clone();
-    }
-    if config.heartbeat_seconds <= 0.0
-        || config.heartbeat_seconds * 2.0 > config.lease_seconds as f64
-    {
-        bail!("--heartbeat-seconds must be positive and at most half of --lease-seconds");
-    }
-    if config.max_connections == 0 {
-        bail!("--max-connections must be at least 1");
-    }
-    for (flag, seconds) in [
-        ("--header-timeout-seconds", config.header_timeout_seconds),
-        (
-            "--body-idle-timeout-seconds",
-            config.body_idle_timeout_seconds,
-        ),
-    ] {
-        if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
-            bail!("{flag} must be a positive number of seconds, not {seconds}");
-        }
-    }
-    Ok(config)
-}
-
-/// The wan engine's flags over the config file's keys.
-fn wan_settings(flags: &WanEngineArgs, config: &ServerConfig) -> anyhow::Result<WanEngineArgs> {
-    let mut wan = flags.clone();
-    if wan.model_dir.is_none() {
-        wan.model_dir = config.model_dir.clone();
-    }
-    if wan.device.is_none()
-        && let Some(device) = &config.device
-    {
-        wan.device = Some(
-            device
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("device in the config file: {e}"))?,
+    let config = ServerConfig {
+        listen: args.listen.unwrap_or(defaults.listen),
+        data_dir: args.data_dir.clone().unwrap_or(defaults.data_dir),
+        auth: !args.no_auth,
+        allow_private_urls: args.allow_private_urls,
+        workers: args.workers.unwrap_or(defaults.workers),
+        public_url: args.public_url.clone(),
+        max_body_bytes: args.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+        max_connections: args
+            .max_connections
+            .map_or(defaults.max_connections, |n| n as usize),
+        header_timeout_seconds: args
+            .header_timeout_seconds
+            .unwrap_or(defaults.header_timeout_seconds),
+        body_idle_timeout_seconds: args
+            .body_idle_timeout_seconds
+            .unwrap_or(defaults.body_idle_timeout_seconds),
+        retention_seconds: args.retention_seconds.unwrap_or(defaults.retention_seconds),
+        max_attempts: args.max_attempts.unwrap_or(defaults.max_attempts),
+        lease_seconds: args.lease_seconds.unwrap_or(defaults.lease_seconds),
+        heartbeat_seconds: args.heartbeat_seconds.unwrap_or(defaults.heartbeat_seconds),
+        worker_token: args.worker_token.clone().map(Secret),
+        x264_preset: args.x264_preset.clone().unwrap_or(defaults.x264_preset),
+        blocked_terms: args.blocked_terms.clone(),
+        webhook_max_attempts: defaults.webhook_max_attempts,
+        prices,
+    };
+    if config.heartbeat_seconds * 2.0 > config.lease_seconds as f64 {
+        bail!(
+            "--heartbeat-seconds ({}) must be at most half of --lease-seconds ({})",
+            config.heartbeat_seconds,
+            config.lease_seconds
         );
     }
-    if wan.kernel_cache.is_none() {
-        wan.kernel_cache = config.kernel_cache.clone();
-    }
-    if wan.memory_budget_gb.is_none() {
-        wan.memory_budget_gb = config.memory_budget_gb;
-    }
-    if wan.wan_dtype.is_none()
-        && let Some(dtype) = &config.wan_dtype
-    {
-        wan.wan_dtype = Some(match dtype.as_str() {
-            "f32" => DtypeArg::F32,
-            "bf16" => DtypeArg::Bf16,
-            other => bail!("wan_dtype = {other:?} in the config file: use \"f32\" or \"bf16\""),
-        });
-    }
-    if let Some(gb) = wan.memory_budget_gb
-        && !(gb.is_finite() && gb > 0.0)
-    {
-        bail!("--memory-budget-gb must be a positive number of GiB, not {gb}");
-    }
-    Ok(wan)
+    Ok(config)
 }
 
 /// `r2v serve`.
 pub fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit> {
     let config = resolve_config(&args)?;
-    let choice = match (args.engine, config.engine.as_deref()) {
-        (Some(choice), _) => choice,
-        (None, None | Some("preview")) => EngineArg::Preview,
-        (None, Some("wan")) => EngineArg::Wan,
-        (None, Some(other)) => {
-            bail!("engine = {other:?} in the config file: use \"preview\" or \"wan\"")
-        }
-    };
-    let wan = wan_settings(&args.wan, &config)?;
-    let engine = engine(choice, &wan, &config.data_dir.join("kernels"))?;
+    let choice = args.engine.unwrap_or(EngineArg::Preview);
+    let engine = engine(choice, &args.wan, &config.data_dir.join("kernels"))?;
     let auth = config.auth;
     runtime.block_on(r2v_server::serve(config, engine, |address, key| {
         let mut out = std::io::stdout().lock();
@@ -305,79 +213,34 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
+    use crate::cli::Command;
 
     fn serve_args(args: &[&str]) -> ServeArgs {
-        match Cli::parse_from([&["r2v", "serve"], args].concat()).command {
-            Command::Serve(args) => args,
+        let argv = [&["r2v", "serve"], args].concat();
+        match crate::settings::parse(argv.iter().map(Into::into).collect()) {
+            Ok(crate::cli::Cli {
+                command: Command::Serve(args),
+                ..
+            }) => args,
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn flags_beat_the_file_which_beats_the_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("r2v.toml");
-        std::fs::write(
-            &file,
-            "workers = 3\nauth = false\nlisten = \"127.0.0.1:9000\"\nmax_attempts = 5\n",
-        )
-        .unwrap();
-        let config = resolve_config(&serve_args(&[
-            "--config",
-            file.to_str().unwrap(),
-            "--workers",
-            "2",
-        ]))
-        .unwrap();
-        assert_eq!(config.workers, 2, "the flag wins");
-        assert_eq!(config.max_attempts, 5, "the file beats the default");
-        assert!(!config.auth);
-        assert_eq!(config.listen.port(), 9000);
+    fn the_config_is_the_settings_over_the_defaults() {
+        let config =
+            resolve_config(&serve_args(&["--workers", "2", "--price-720p-usd", "0.2"])).unwrap();
+        assert_eq!(config.workers, 2);
+        assert_eq!(config.prices.per_second_720p, 200_000);
+        assert_eq!(config.prices.per_second_1080p, 150_000, "the default");
         assert_eq!(config.lease_seconds, ServerConfig::default().lease_seconds);
-        std::fs::write(&file, "workerz = 3\n").unwrap();
-        let err = resolve_config(&serve_args(&["--config", file.to_str().unwrap()])).unwrap_err();
-        assert!(format!("{err:#}").contains("workerz"), "{err:#}");
-        let err = resolve_config(&serve_args(&["--public-url", "ftp://x"])).unwrap_err();
-        assert!(err.to_string().contains("--public-url"));
-    }
-
-    #[test]
-    fn the_wan_engine_settings_come_from_flags_then_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("r2v.toml");
-        std::fs::write(
-            &file,
-            "device = \"cpu\"\nwan_dtype = \"bf16\"\nmemory_budget_gb = 12.5\nkernel_cache = \"/k\"\n",
-        )
-        .unwrap();
-        let path = file.to_str().unwrap();
-        let args = serve_args(&["--config", path, "--device", "cuda:1"]);
-        let wan = wan_settings(&args.wan, &resolve_config(&args).unwrap()).unwrap();
-        assert_eq!(
-            wan.device,
-            Some(r2v_wan::device::DeviceRequest::Cuda(1)),
-            "the flag wins"
-        );
-        assert!(matches!(wan.wan_dtype, Some(DtypeArg::Bf16)));
-        assert_eq!(wan.memory_budget_gb, Some(12.5));
-        assert_eq!(
-            wan.kernel_cache.as_deref(),
-            Some(std::path::Path::new("/k"))
-        );
-        let args = serve_args(&["--config", path]);
-        let wan = wan_settings(&args.wan, &resolve_config(&args).unwrap()).unwrap();
-        assert_eq!(wan.device, Some(r2v_wan::device::DeviceRequest::Cpu));
-        for (bad, message) in [
-            ("device = \"gpu\"", "device in the config file"),
-            ("wan_dtype = \"f16\"", "wan_dtype"),
-            ("memory_budget_gb = -1.0", "--memory-budget-gb"),
-        ] {
-            std::fs::write(&file, bad).unwrap();
-            let args = serve_args(&["--config", path]);
-            let err = wan_settings(&args.wan, &resolve_config(&args).unwrap()).unwrap_err();
-            assert!(format!("{err:#}").contains(message), "{bad}: {err:#}");
-        }
+        let err = resolve_config(&serve_args(&[
+            "--lease-seconds",
+            "4",
+            "--heartbeat-seconds",
+            "3",
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("half of --lease-seconds"), "{err}");
     }
 }

@@ -347,10 +347,13 @@ fn keys_isolate_requests_and_files() {
         200,
         "the signed URL works without a key"
     );
-    let unsigned = file_url.split('?').next().unwrap();
+    // `{base}/files/{exp}.{sig}/{path}`: without the signature segment, and with a forged one.
+    let (head, signed) = file_url.split_once("/files/").unwrap();
+    let (token, path) = signed.split_once('/').unwrap();
+    let unsigned = format!("{head}/files/{path}");
     assert_eq!(
         client
-            .get(unsigned)
+            .get(&unsigned)
             .header("authorization", auth(&key_b))
             .send()
             .unwrap()
@@ -359,8 +362,8 @@ fn keys_isolate_requests_and_files() {
     );
     // Change the signature's last character (to one it is not: a fixed '0' matched the real
     // signature one time in sixteen).
-    let other = if file_url.ends_with('0') { '1' } else { '0' };
-    let forged = format!("{}{other}", &file_url[..file_url.len() - 1]);
+    let other = if token.ends_with('0') { '1' } else { '0' };
+    let forged = format!("{head}/files/{}{other}/{path}", &token[..token.len() - 1]);
     assert_ne!(forged, file_url);
     assert_eq!(client.get(&forged).send().unwrap().status(), 404);
 
@@ -703,6 +706,82 @@ fn a_request_whose_worker_keeps_dying_fails_after_max_attempts() {
     let result = result(&client, &server, &key, &id);
     assert_eq!(result.status(), 500);
     assert_eq!(result.headers()["x-fal-error-type"], "internal_error");
+}
+
+#[test]
+fn a_job_for_an_endpoint_no_worker_serves_is_never_run_as_another() {
+    // Only a newer server stores such a request (this one refuses unknown endpoints at
+    // submit), so the test writes the row into the server's store itself.
+    let dir = tempfile::tempdir().unwrap();
+    let client = http();
+    let server = Server::start(
+        dir.path(),
+        &["--max-attempts", "2", "--x264-preset", "ultrafast"],
+    );
+    let key = server.key.clone().unwrap();
+    let owner = key.split(':').next().unwrap().to_owned();
+    let id = "0193e5a8-0000-7000-8000-00000000e9d1".to_owned();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use r2v_store::RequestStore;
+        let store = r2v_server::open_store(dir.path()).await.unwrap();
+        store
+            .insert(r2v_store::NewRequest {
+                id: id.clone(),
+                endpoint: "wan/v9.9/reference-to-video/turbo".to_owned(),
+                owner,
+                priority: 0,
+                input: small("A shot from the future."),
+                webhook_url: None,
+                store_io: true,
+                start_deadline: None,
+                output_ttl_seconds: None,
+                expires_at: r2v_store::now_ms() + 3_600_000,
+                charge: r2v_api::Charge {
+                    billable_seconds: 5,
+                    cost_microusd: 125_000,
+                },
+            })
+            .await
+            .unwrap();
+    });
+    wait_all_completed(
+        &client,
+        &server,
+        &key,
+        std::slice::from_ref(&id),
+        Duration::from_secs(60),
+    );
+    let s: Value = client
+        .get(format!(
+            "{}/wan/v9.9/requests/{id}/status?logs=1",
+            server.base
+        ))
+        .header("authorization", auth(&key))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(s["error_type"], "internal_error", "{s}");
+    let logs = s["logs"].to_string();
+    assert!(
+        logs.contains("does not serve the endpoint wan/v9.9/reference-to-video/turbo"),
+        "{s}"
+    );
+    assert!(
+        !logs.contains("render"),
+        "it was rendered as another preset: {s}"
+    );
+    let usage: Value = client
+        .get(format!("{}/usage", server.base))
+        .header("authorization", auth(&key))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        usage["total"]["requests"], 0,
+        "a failed request is free: {usage}"
+    );
 }
 
 #[test]

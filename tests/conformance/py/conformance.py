@@ -192,6 +192,43 @@ def uploads_then_used_as_references():
 
 
 @case
+def multipart_upload_over_100_mb():
+    # Over fc.MULTIPART_THRESHOLD (100 MiB) upload_file takes the client's multipart flow:
+    # POST /files/upload/multipart, part PUTs and a complete under the returned access_url.
+    import tempfile
+    size = fc.MULTIPART_THRESHOLD + 3 * 1024 * 1024 + 17
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "big.mp4")
+        with open(path, "wb") as f:
+            block = bytes(range(251)) * 4177
+            written = 0
+            while written < size:
+                chunk = block[: size - written]
+                f.write(chunk)
+                written += len(chunk)
+        digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+        url = client.upload_file(path)
+    assert url.startswith(f"{BASE}/files/"), url
+    back = urllib.request.urlopen(url).read()
+    assert len(back) == size and hashlib.sha256(back).hexdigest() == digest, len(back)
+    # As a reference it is read from the server's store and judged by SPEC §2's limits.
+    try:
+        client.subscribe(ENDPOINT, {"prompt": "Character1 dances.", "video_urls": [url], **SMALL})
+        raise AssertionError("expected a 422: a reference video is at most 100 MB")
+    except fal_client.client.FalClientHTTPError as e:
+        assert e.status_code == 422, e
+        detail = e.response.json()["detail"]
+        assert detail[0]["type"] == "file_too_large" and detail[0]["loc"] == ["body", "video_urls", 0], detail
+    # The same flow (the client's own MultipartUpload) for a file that fits the limits makes
+    # a usable reference.
+    png = open(os.path.join(EXAMPLES, "character-warm.png"), "rb").read()
+    ref = fc.MultipartUpload.save(client=client._get_cdn_client(), token_manager=client._token_manager,
+                                  file_name="ref.png", data=png, content_type="image/png", chunk_size=len(png) // 3 + 1)
+    assert urllib.request.urlopen(ref).read() == png
+    check_video(client.subscribe(ENDPOINT, {"prompt": "Character1 waves.", "image_urls": [ref], **SMALL}))
+
+
+@case
 def data_uri_references():
     uri = fal_client.encode_file(os.path.join(EXAMPLES, "character-cool.jpg"))
     assert uri.startswith("data:")

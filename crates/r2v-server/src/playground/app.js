@@ -96,15 +96,15 @@ function setupKey() {
 
 // --- The form, from the OpenAPI document --------------------------------------------------
 
+/** A property's schema with references followed and, of its alternatives, the first that is
+ * not `null` (the form's control follows it: lenient forms such as `"yes"` or 1 for a
+ * boolean come after the plain one). */
 function resolve(schema, document) {
   if (!schema) return {};
-  if (schema.$ref) return document.components.schemas[schema.$ref.split("/").pop()];
-  const variant = (schema.oneOf || schema.anyOf || []).find((s) => s.$ref || s.enum);
-  if (variant) {
-    const { $ref, ...own } = variant;
-    return { ...resolve({ $ref }, document), ...own, ...schema, oneOf: undefined, anyOf: undefined };
-  }
-  return schema;
+  const { $ref, oneOf, anyOf, ...own } = schema;
+  if ($ref) return { ...resolve(document.components.schemas[$ref.split("/").pop()], document), ...own };
+  const variant = (oneOf || anyOf || []).find((s) => s.type !== "null");
+  return variant ? { ...resolve(variant, document), ...own } : own;
 }
 
 function humanize(name) {

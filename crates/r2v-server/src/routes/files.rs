@@ -1,4 +1,4 @@
-//! `GET /files/{path}?exp=…&sig=…`: stored files, readable by anyone holding a valid,
+//! `GET /files/{exp}.{sig}/{path}`: stored files, readable by anyone holding a valid,
 //! unexpired signed URL; anything else is a 404.
 //!
 //! Files come from users (uploads) and share the API's origin, where the playground keeps
@@ -21,15 +21,14 @@ pub async fn download(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let missing = || ApiError::NotFound("File not found".into());
-    let (Some(exp), Some(sig)) = (query.get("exp"), query.get("sig")) else {
-        return Err(missing());
-    };
-    if !state
+    let signature = query
+        .get("exp")
+        .map(String::as_str)
+        .zip(query.get("sig").map(String::as_str));
+    let path = state
         .files
-        .check_file_signature(&path, exp, sig, now_ms() / 1000)
-    {
-        return Err(missing());
-    }
+        .signed_path(&path, signature, now_ms() / 1000)
+        .ok_or_else(missing)?;
     let record = state.store.get_file(&path).await?.ok_or_else(missing)?;
     let bytes = state.files.get(&path).await.map_err(|_| missing())?;
     let mut response = (StatusCode::OK, bytes).into_response();

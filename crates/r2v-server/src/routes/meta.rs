@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::wire::HealthResponse;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -9,11 +10,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 /// `GET /health`: 200 once the server is serving.
-pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/health", tag = "meta", summary = "Liveness and queue size", security(()),
+    responses((status = 200, body = HealthResponse), (status = 500, body = crate::wire::PlainError)))]
+pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
     let counts = state.store.counts().await?;
-    Ok(Json(
-        json!({ "status": "ok", "queued": counts.queued, "in_progress": counts.in_progress }),
-    ))
+    Ok(Json(HealthResponse {
+        status: "ok".to_owned(),
+        queued: counts.queued,
+        in_progress: counts.in_progress,
+    }))
 }
 
 /// `GET /metrics`: Prometheus text.

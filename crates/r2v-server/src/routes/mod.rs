@@ -9,6 +9,7 @@ pub mod queue;
 pub mod run;
 pub mod storage;
 pub mod stream;
+pub mod usage;
 pub mod worker;
 
 use crate::error::ApiError;
@@ -55,7 +56,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/storage/auth/token", post(storage::token))
         .route("/files/upload", post(storage::cdn_upload))
-        .route("/files/{*path}", get(files::download))
+        .route(
+            "/files/upload/multipart",
+            post(storage::cdn_multipart_initiate),
+        )
+        .route(
+            "/files/{*path}",
+            get(files::download)
+                .put(storage::cdn_multipart_part)
+                .post(storage::cdn_multipart_complete),
+        )
+        // Usage metering (SPEC §4).
+        .route("/usage", get(usage::usage))
         // Workers on other machines, behind their token.
         .merge(worker::routes(state.clone()))
         // The browser playground.

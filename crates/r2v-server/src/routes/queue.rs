@@ -1,10 +1,13 @@
 //! The queue API (PROTOCOL §2): submit, status, result and cancel.
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::jobs;
 use crate::routes::{read_body, require_json};
 use crate::state::AppState;
+use crate::wire::{
+    CancelResponse, LogLine, Metrics, PlainError, RequestUrls, StatusResponse, SubmitResponse,
+};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -24,8 +27,24 @@ pub struct SubmitQuery {
     pub fal_webhook: Option<String>,
 }
 
-/// `POST /{owner}/{alias}/{path…}`.
+/// `POST /{owner}/{alias}/{path…}`. Documented at the flash endpoint; `openapi` gives the
+/// standard endpoint the same operation.
+#[utoipa::path(post, path = "/wan/v2.6/reference-to-video/flash", tag = "queue",
+    operation_id = "submit_flash",
+    summary = "Submit to the flash preset (few-step sampling, no CFG)",
+    params(
+        ("fal_webhook" = Option<String>, Query, pattern = "^[hH][tT][tT][pP][sS]?://[^/?#]+", description = "URL that receives the signed webhook (a public http(s) address unless the operator allows private ones)"),
+        ("x-fal-queue-priority" = Option<QueuePriority>, Header, nullable = false, description = "normal (default) or low"),
+        ("x-fal-request-timeout" = Option<f64>, Header, nullable = false, exclusive_minimum = 1, maximum = 1e9, description = "start deadline in seconds, above 1; 504 when missed"),
+        ("x-fal-store-io" = Option<String>, Header, nullable = false, description = "0 or false: erase the input once completed"),
+    ),
+    request_body = r2v_api::InputSchema,
+    responses((status = 200, body = SubmitResponse), (status = 400, body = PlainError, description = "a malformed x-fal-* header"),
+              (status = 401, body = PlainError), (status = 404, body = PlainError), (status = 408, body = PlainError),
+              (status = 413, body = PlainError), (status = 415, body = PlainError),
+              (status = 422, body = r2v_api::ValidationErrorBody)))]
 pub async fn submit(
+    caller: Caller,
     State(state): State<AppState>,
     Path((owner, alias, path)): Path<(String, String, String)>,
     Query(query): Query<SubmitQuery>,
@@ -33,7 +52,6 @@ pub async fn submit(
     body: Body,
 ) -> Result<Response, ApiError> {
     let endpoint = format!("{owner}/{alias}/{path}");
-    let caller = auth::authenticate(&state, &headers).await?;
     let row = enqueue(
         &state,
         &caller,
@@ -43,16 +61,16 @@ pub async fn submit(
         body,
     )
     .await?;
-    let base = state.base_url(&headers);
-    let mut response = json!({
-        "status": "IN_QUEUE",
-        "request_id": row.id,
-        "queue_position": state.store.queue_position(&row).await?,
-    });
-    add_urls(&mut response, &base, &row);
-    if row.webhook_url.is_some() {
-        response["gateway_request_id"] = json!(row.id);
-    }
+    let urls = RequestUrls::of(&state.base_url(&headers), &row);
+    let response = SubmitResponse {
+        status: Status::InQueue.as_str().to_owned(),
+        queue_position: state.store.queue_position(&row).await?,
+        gateway_request_id: row.webhook_url.as_ref().map(|_| row.id.clone()),
+        request_id: row.id.clone(),
+        response_url: urls.response_url,
+        status_url: urls.status_url,
+        cancel_url: urls.cancel_url,
+    };
     Ok(with_request_id(
         (StatusCode::OK, Json(response)).into_response(),
         &row.id,
@@ -60,7 +78,10 @@ pub async fn submit(
 }
 
 /// `POST /{owner}/{alias}` (an endpoint id without a path: not one of ours).
-pub async fn submit_bare(Path((owner, alias)): Path<(String, String)>) -> ApiError {
+pub async fn submit_bare(
+    _caller: Caller,
+    Path((owner, alias)): Path<(String, String)>,
+) -> ApiError {
     unknown_endpoint(&format!("{owner}/{alias}"))
 }
 
@@ -90,13 +111,13 @@ pub async fn enqueue(
     // Only the contract's fields are kept, and they are what is stored.
     let parsed = RequestBody::parse(&bytes);
     drop(bytes);
-    let mut errors = match parsed
+    let (charge, mut errors) = match parsed
         .as_ref()
         .map(|b| b.validate(&ValidateOptions::default()))
     {
-        Ok(Ok(_)) => Vec::new(),
-        Ok(Err(details)) => details,
-        Err(detail) => vec![detail.clone()],
+        Ok(Ok(valid)) => (Some(state.config.prices.charge(preset, &valid)), Vec::new()),
+        Ok(Err(details)) => (None, details),
+        Err(detail) => (None, vec![detail.clone()]),
     };
     if let Some(url) = &webhook
         && let Err(reason) = state.fetcher.check(url).await
@@ -110,8 +131,8 @@ pub async fn enqueue(
             .with_input(json!(url)),
         );
     }
-    let input = match parsed {
-        Ok(body) if errors.is_empty() => body.input(),
+    let (input, charge) = match (parsed, charge) {
+        (Ok(body), Some(charge)) if errors.is_empty() => (body.input(), charge),
         _ => return Err(ApiError::Request(RequestError::Invalid(errors))),
     };
     let now = now_ms();
@@ -120,14 +141,15 @@ pub async fn enqueue(
         .insert(NewRequest {
             id: uuid::Uuid::now_v7().to_string(),
             endpoint: preset.endpoint_id().to_owned(),
-            owner: caller.owner.clone(),
-            priority: controls.priority,
+            owner: caller.owner().to_owned(),
+            priority: controls.priority.rank(),
             input,
             webhook_url: webhook,
             store_io: controls.store_io,
             start_deadline: controls.start_timeout_ms.map(|t| now + t),
             output_ttl_seconds: controls.output_ttl_seconds,
             expires_at: now + state.config.retention_seconds * 1000,
+            charge,
         })
         .await?;
     metrics::counter!("r2v_requests_submitted_total", "endpoint" => row.endpoint.clone())
@@ -140,9 +162,32 @@ pub async fn enqueue(
     Ok(row)
 }
 
+/// `x-fal-queue-priority`.
+#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum QueuePriority {
+    /// The default.
+    Normal,
+    /// After every normal request.
+    Low,
+}
+
+impl QueuePriority {
+    /// The store's priority: lower runs first.
+    fn rank(self) -> i64 {
+        match self {
+            Self::Normal => 0,
+            Self::Low => 1,
+        }
+    }
+}
+
+/// The longest `x-fal-request-timeout`, in seconds.
+const MAX_START_TIMEOUT_SECONDS: f64 = 1e9;
+
 /// The request headers that steer a request (PROTOCOL §2.2).
 struct Controls {
-    priority: i64,
+    priority: QueuePriority,
     start_timeout_ms: Option<i64>,
     store_io: bool,
     output_ttl_seconds: Option<i64>,
@@ -157,8 +202,8 @@ impl Controls {
                 .map(str::trim)
         };
         let priority = match get("x-fal-queue-priority") {
-            None | Some("normal") => 0,
-            Some("low") => 1,
+            None | Some("normal") => QueuePriority::Normal,
+            Some("low") => QueuePriority::Low,
             Some(other) => {
                 return Err(ApiError::BadRequest(format!(
                     "x-fal-queue-priority must be 'normal' or 'low', not '{other}'"
@@ -168,12 +213,12 @@ impl Controls {
         let start_timeout_ms = match get("x-fal-request-timeout") {
             None => None,
             Some(t) => match t.parse::<f64>() {
-                Ok(seconds) if seconds > 1.0 && seconds.is_finite() => {
+                Ok(seconds) if seconds > 1.0 && seconds <= MAX_START_TIMEOUT_SECONDS => {
                     Some((seconds * 1000.0) as i64)
                 }
                 _ => {
                     return Err(ApiError::BadRequest(format!(
-                        "x-fal-request-timeout must be a number of seconds above 1, not '{t}'"
+                        "x-fal-request-timeout must be a number of seconds above 1 and at most {MAX_START_TIMEOUT_SECONDS}, not '{t}'"
                     )));
                 }
             },
@@ -192,15 +237,6 @@ impl Controls {
     }
 }
 
-/// Adds `response_url`, `status_url` and `cancel_url` (absolute; the Python client follows them).
-pub fn add_urls(body: &mut Value, base: &str, row: &RequestRow) {
-    let app: Vec<&str> = row.endpoint.splitn(3, '/').take(2).collect();
-    let root = format!("{base}/{}/requests/{}", app.join("/"), row.id);
-    body["response_url"] = json!(root);
-    body["status_url"] = json!(format!("{root}/status"));
-    body["cancel_url"] = json!(format!("{root}/cancel"));
-}
-
 /// Adds the `x-fal-request-id` header.
 pub fn with_request_id(mut response: Response, id: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(id) {
@@ -216,7 +252,7 @@ pub async fn owned_request(
     id: &str,
 ) -> Result<RequestRow, ApiError> {
     match state.store.get(id).await? {
-        Some(row) if row.owner == caller.owner => Ok(row),
+        Some(row) if row.owner == caller.owner() => Ok(row),
         _ => Err(ApiError::no_request(id)),
     }
 }
@@ -229,57 +265,57 @@ pub fn wants_logs(query: &HashMap<String, String>) -> bool {
     )
 }
 
-/// A log line as the protocol carries it.
-pub fn log_json(line: &r2v_store::LogLine) -> Value {
-    json!({
-        "message": line.line.message,
-        "level": line.line.level,
-        "source": "USER",
-        "timestamp": line.line.timestamp,
-        "labels": {},
-    })
-}
-
 /// The status object of `row`; `logs` is the list to carry (`None` = `null`).
 pub async fn status_body(
     state: &AppState,
     base: &str,
     row: &RequestRow,
-    logs: Option<Vec<Value>>,
-) -> Result<Value, ApiError> {
-    let mut body = json!({ "status": row.status.as_str(), "request_id": row.id });
-    add_urls(&mut body, base, row);
+    logs: Option<Vec<LogLine>>,
+) -> Result<StatusResponse, ApiError> {
+    let urls = RequestUrls::of(base, row);
+    let mut body = StatusResponse {
+        status: row.status.as_str().to_owned(),
+        request_id: row.id.clone(),
+        response_url: urls.response_url,
+        status_url: urls.status_url,
+        cancel_url: urls.cancel_url,
+        queue_position: None,
+        logs: None,
+        metrics: None,
+        error: None,
+        error_type: None,
+    };
     match row.status {
-        Status::InQueue => {
-            body["queue_position"] = json!(state.store.queue_position(row).await?);
-        }
+        Status::InQueue => body.queue_position = Some(state.store.queue_position(row).await?),
         Status::InProgress => {
-            body["logs"] = json!(logs);
-            body["metrics"] = json!({});
+            body.logs = Some(logs);
+            body.metrics = Some(Metrics::default());
         }
         Status::Completed => {
-            body["logs"] = json!(logs);
-            body["metrics"] = match row.inference_time {
-                Some(t) => json!({ "inference_time": t }),
-                None => json!({}),
-            };
-            if let Some(error) = &row.error {
-                body["error"] = json!(error);
-                body["error_type"] = json!(row.error_type);
-            }
+            body.logs = Some(logs);
+            body.metrics = Some(Metrics {
+                inference_time: row.inference_time,
+            });
+            body.error = row.error.clone();
+            body.error_type = row.error.as_ref().and(row.error_type.clone());
         }
     }
     Ok(body)
 }
 
 /// `GET …/requests/{id}/status?logs=…`: 202 while pending, 200 when completed.
+#[utoipa::path(get, path = "/wan/v2.6/requests/{request_id}/status", tag = "queue",
+    summary = "Status (202 while pending, 200 when completed)",
+    params(("request_id" = String, Path), ("logs" = Option<String>, Query, description = "1 or true to include logs")),
+    responses((status = 200, body = StatusResponse), (status = 202, body = StatusResponse),
+              (status = 401, body = PlainError), (status = 404, body = PlainError)))]
 pub async fn status(
+    caller: Caller,
     State(state): State<AppState>,
     Path((_owner, _alias, id)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = auth::authenticate(&state, &headers).await?;
     let row = owned_request(&state, &caller, &id).await?;
     let logs = if wants_logs(&query) && row.status != Status::InQueue {
         Some(
@@ -288,7 +324,7 @@ pub async fn status(
                 .logs_after(&row.id, 0)
                 .await?
                 .iter()
-                .map(log_json)
+                .map(LogLine::from)
                 .collect(),
         )
     } else {
@@ -306,7 +342,16 @@ pub async fn status(
 /// The result response of a completed request: its output, or its error replayed.
 pub fn result_response(row: &RequestRow) -> Response {
     let response = match (&row.result, row.error_status) {
-        (Some(result), _) => (StatusCode::OK, Json(result.clone())).into_response(),
+        (Some(result), _) => {
+            let mut response = (StatusCode::OK, Json(result.clone())).into_response();
+            if let Some(charge) = row.charged() {
+                response.headers_mut().insert(
+                    "x-fal-billable-units",
+                    HeaderValue::from(charge.billable_seconds),
+                );
+            }
+            response
+        }
         (None, status) => {
             let code = StatusCode::from_u16(status.unwrap_or(500))
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -319,11 +364,12 @@ pub fn result_response(row: &RequestRow) -> Response {
             {
                 response.headers_mut().insert("x-fal-error-type", kind);
             }
-            if row.error_type.as_deref() == Some("request_timeout") {
-                response.headers_mut().insert(
-                    "x-fal-request-timeout-type",
-                    HeaderValue::from_static("user"),
-                );
+            for (kind, name, value) in r2v_api::error::RESULT_HEADERS {
+                if row.error_type.as_deref() == Some(kind) {
+                    response
+                        .headers_mut()
+                        .insert(name, HeaderValue::from_static(value));
+                }
             }
             response
         }
@@ -331,17 +377,27 @@ pub fn result_response(row: &RequestRow) -> Response {
     with_request_id(response, &row.id)
 }
 
-/// `GET …/requests/{id}`.
+/// `GET …/requests/{id}`: the output, or the failure's status and body replayed.
+#[utoipa::path(get, path = "/wan/v2.6/requests/{request_id}", tag = "queue",
+    summary = "Result: the output, or the failure's status and body",
+    params(("request_id" = String, Path)),
+    responses((status = 200, body = r2v_api::Output, headers(("x-fal-billable-units" = i64, description = "seconds of output charged"))),
+              (status = 400, body = PlainError, description = "still in progress"),
+              (status = 401, body = PlainError), (status = 404, body = PlainError),
+              (status = 413, body = PlainError), (status = 422, body = r2v_api::ValidationErrorBody),
+              (status = 499, body = PlainError), (status = 500, body = PlainError), (status = 504, body = PlainError)))]
 pub async fn result(
+    caller: Caller,
     State(state): State<AppState>,
     Path((_owner, _alias, id)): Path<(String, String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = auth::authenticate(&state, &headers).await?;
     let row = owned_request(&state, &caller, &id).await?;
     if row.status != Status::Completed {
-        let body =
-            json!({ "detail": "Request is still in progress", "status": row.status.as_str() });
+        let body = PlainError {
+            detail: "Request is still in progress".to_owned(),
+            error_type: None,
+            status: Some(row.status.as_str().to_owned()),
+        };
         return Ok(with_request_id(
             (StatusCode::BAD_REQUEST, Json(body)).into_response(),
             &row.id,
@@ -351,12 +407,15 @@ pub async fn result(
 }
 
 /// `PUT …/requests/{id}/cancel`: 202 when queued or running, 400 when already completed.
+#[utoipa::path(put, path = "/wan/v2.6/requests/{request_id}/cancel", tag = "queue", summary = "Cancel",
+    params(("request_id" = String, Path)),
+    responses((status = 202, body = CancelResponse), (status = 400, body = CancelResponse),
+              (status = 401, body = PlainError), (status = 404, body = PlainError)))]
 pub async fn cancel(
+    caller: Caller,
     State(state): State<AppState>,
     Path((_owner, _alias, id)): Path<(String, String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = auth::authenticate(&state, &headers).await?;
     let row = owned_request(&state, &caller, &id).await?;
     let outcome = state
         .store
@@ -393,7 +452,13 @@ pub async fn cancel(
         CancelOutcome::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
     };
     Ok(with_request_id(
-        (code, Json(json!({ "status": status }))).into_response(),
+        (
+            code,
+            Json(CancelResponse {
+                status: status.to_owned(),
+            }),
+        )
+            .into_response(),
         &row.id,
     ))
 }

@@ -1,12 +1,13 @@
 //! Storage uploads in both official clients' flows (PROTOCOL §5):
 //! - JS: `POST /storage/upload/initiate` then `PUT upload_url` (no auth header; the URL
 //!   is signed), and `initiate-multipart` with part `PUT`s and a `complete` for files over 90 MB;
-//! - Python: `POST /storage/auth/token` then `POST /files/upload` with the bearer token,
-//!   and the `storage_type=gcs` fallback (initiate + `PUT`).
+//! - Python: `POST /storage/auth/token` then `POST /files/upload` with the bearer token;
+//!   over 100 MB, `POST /files/upload/multipart` then part `PUT`s and a `complete` under
+//!   the returned `access_url`; and the `storage_type=gcs` fallback (initiate + `PUT`).
 //!
 //! Every stored file gets a record with its owner and expiry, and a signed URL.
 
-use crate::auth::{self, Caller};
+use crate::auth::{self, Caller, UploadCaller};
 use crate::error::ApiError;
 use crate::files::safe_file_name;
 use crate::routes::read_body;
@@ -85,22 +86,22 @@ fn upload_signature(
 
 async fn initiate_common(
     state: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     body: Body,
     kind: &str,
 ) -> Result<Value, ApiError> {
-    let caller = auth::authenticate(state, headers).await?;
     let body = parse_initiate(&read_body(headers, body, 64 * 1024).await?)?;
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let name = safe_file_name(body.file_name.as_deref().unwrap_or("upload.bin"));
     let ttl = file_ttl(state, headers).to_string();
     let exp = (now_ms() / 1000 + UPLOAD_URL_SECONDS).to_string();
-    let sig = upload_signature(state, kind, &upload_id, &name, &caller.owner, &exp, &ttl);
+    let sig = upload_signature(state, kind, &upload_id, &name, caller.owner(), &exp, &ttl);
     let base = state.base_url(headers);
     let route = if kind == "upload" { "put" } else { "multipart" };
     let upload_url = format!(
         "{base}/storage/upload/{route}/{upload_id}/{name}?owner={}&exp={exp}&ttl={ttl}&sig={sig}",
-        caller.owner
+        caller.owner()
     );
     let path = format!("uploads/{upload_id}/{name}");
     let file_expiry = now_ms() / 1000 + ttl.parse::<i64>().unwrap_or(0);
@@ -109,22 +110,24 @@ async fn initiate_common(
 
 /// `POST /storage/upload/initiate?storage_type=fal-cdn-v3|gcs`.
 pub async fn initiate(
+    caller: Caller,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    initiate_common(&state, &headers, body, "upload")
+    initiate_common(&state, &caller, &headers, body, "upload")
         .await
         .map(Json)
 }
 
 /// `POST /storage/upload/initiate-multipart?storage_type=fal-cdn-v3`.
 pub async fn initiate_multipart(
+    caller: Caller,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    initiate_common(&state, &headers, body, "multipart")
+    initiate_common(&state, &caller, &headers, body, "multipart")
         .await
         .map(Json)
 }
@@ -149,6 +152,7 @@ fn check_upload(
         .map_err(|_| ApiError::NotFound("Upload URL not found or expired".into()))
 }
 
+/// Stores an upload's bytes at `path` and records it.
 async fn save(
     state: &AppState,
     path: &str,
@@ -157,12 +161,24 @@ async fn save(
     bytes: Bytes,
     ttl: i64,
 ) -> Result<(), ApiError> {
-    let size = bytes.len() as i64;
+    let size = bytes.len() as u64;
     state
         .files
         .put(path, bytes)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+    record(state, path, owner, content_type, size, ttl).await
+}
+
+/// Records a stored upload: its owner, type and size, and when the reaper deletes it.
+async fn record(
+    state: &AppState,
+    path: &str,
+    owner: &str,
+    content_type: &str,
+    size: u64,
+    ttl: i64,
+) -> Result<(), ApiError> {
     state
         .store
         .insert_file(FileRecord {
@@ -170,7 +186,7 @@ async fn save(
             owner: owner.to_owned(),
             request_id: None,
             content_type: content_type.to_owned(),
-            size,
+            size: size as i64,
             created_at: now_ms(),
             expires_at: now_ms() + ttl * 1000,
         })
@@ -208,6 +224,46 @@ pub async fn put_upload(
     Ok((StatusCode::OK, Json(json!({}))).into_response())
 }
 
+/// Part numbers a multipart upload may use (as S3).
+const MAX_PARTS: u32 = 10_000;
+
+/// Where part `part` of upload `upload_id` waits for its `complete`.
+fn part_path(upload_id: &str, part: u32) -> String {
+    format!("parts/{upload_id}/{part:05}")
+}
+
+/// The etag of a part's bytes.
+fn part_etag(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..16])
+}
+
+/// Stores one part of a multipart upload; answers its etag (header and body).
+async fn store_part(
+    state: &AppState,
+    upload_id: &str,
+    part: u32,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !(1..=MAX_PARTS).contains(&part) {
+        return Err(ApiError::BadRequest(format!(
+            "Part numbers run from 1 to {MAX_PARTS}, not {part}"
+        )));
+    }
+    let bytes = read_body(headers, body, state.config.max_body_bytes).await?;
+    let etag = part_etag(&bytes);
+    state
+        .files
+        .put(&part_path(upload_id, part), bytes)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut response = Json(json!({ "partNumber": part, "etag": etag })).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+        response.headers_mut().insert("etag", value);
+    }
+    Ok(response)
+}
+
 /// `PUT /storage/upload/multipart/{upload_id}/{name}/{part}?…`: one part; answers its etag.
 pub async fn put_part(
     State(state): State<AppState>,
@@ -217,18 +273,7 @@ pub async fn put_part(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_upload(&state, "multipart", &upload_id, &name, &query)?;
-    let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
-    let etag = hex::encode(&Sha256::digest(&bytes)[..16]);
-    state
-        .files
-        .put(&format!("parts/{upload_id}/{part:05}"), bytes)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let mut response = Json(json!({ "partNumber": part, "etag": etag })).into_response();
-    if let Ok(value) = HeaderValue::from_str(&format!("\"{etag}\"")) {
-        response.headers_mut().insert("etag", value);
-    }
-    Ok(response)
+    store_part(&state, &upload_id, part, &headers, body).await
 }
 
 /// The body of a multipart `complete`.
@@ -245,6 +290,71 @@ pub struct Part {
     etag: String,
 }
 
+/// Where a finished multipart upload goes.
+struct Joined<'a> {
+    upload_id: &'a str,
+    path: &'a str,
+    owner: &'a str,
+    content_type: &'a str,
+    ttl: i64,
+}
+
+/// Joins the parts a `complete` body lists (each checked against its etag, the whole at
+/// most `--max-body-bytes`) into the stored file, and records it.
+async fn join_parts(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    joined: Joined<'_>,
+) -> Result<(), ApiError> {
+    let bytes = read_body(headers, body, 1024 * 1024).await?;
+    let mut complete: CompleteBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("The body must be {{\"parts\": [...]}}: {e}")))?;
+    complete.parts.sort_by_key(|p| p.part_number);
+    complete.parts.dedup_by_key(|p| p.part_number);
+    if complete.parts.is_empty() {
+        return Err(ApiError::BadRequest("No parts were listed".into()));
+    }
+    let mut paths = Vec::with_capacity(complete.parts.len());
+    let mut total = 0u64;
+    for part in &complete.parts {
+        let path = part_path(joined.upload_id, part.part_number);
+        let data = state.files.get(&path).await.map_err(|_| {
+            ApiError::BadRequest(format!("Part {} was not uploaded", part.part_number))
+        })?;
+        if part_etag(&data) != part.etag.trim_matches('"') {
+            return Err(ApiError::BadRequest(format!(
+                "Part {} has another etag",
+                part.part_number
+            )));
+        }
+        total += data.len() as u64;
+        if total > state.config.max_body_bytes {
+            return Err(ApiError::Request(r2v_api::RequestError::TooLarge {
+                limit: state.config.max_body_bytes,
+            }));
+        }
+        paths.push(path);
+    }
+    let size = state
+        .files
+        .join(&paths, joined.path)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    for path in &paths {
+        let _ = state.files.delete(path).await;
+    }
+    record(
+        state,
+        joined.path,
+        joined.owner,
+        joined.content_type,
+        size,
+        joined.ttl,
+    )
+    .await
+}
+
 /// `POST /storage/upload/multipart/{upload_id}/{name}/complete?…`: joins the parts.
 pub async fn complete_multipart(
     State(state): State<AppState>,
@@ -254,36 +364,20 @@ pub async fn complete_multipart(
     body: Body,
 ) -> Result<Response, ApiError> {
     let ttl = check_upload(&state, "multipart", &upload_id, &name, &query)?;
-    let bytes = read_body(&headers, body, 1024 * 1024).await?;
-    let mut complete: CompleteBody = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("The body must be {{\"parts\": [...]}}: {e}")))?;
-    complete.parts.sort_by_key(|p| p.part_number);
-    let mut joined = Vec::new();
-    for part in &complete.parts {
-        let path = format!("parts/{upload_id}/{:05}", part.part_number);
-        let data = state.files.get(&path).await.map_err(|_| {
-            ApiError::BadRequest(format!("Part {} was not uploaded", part.part_number))
-        })?;
-        if hex::encode(&Sha256::digest(&data)[..16]) != part.etag.trim_matches('"') {
-            return Err(ApiError::BadRequest(format!(
-                "Part {} has another etag",
-                part.part_number
-            )));
-        }
-        joined.extend_from_slice(&data);
-    }
-    for part in &complete.parts {
-        let _ = state
-            .files
-            .delete(&format!("parts/{upload_id}/{:05}", part.part_number))
-            .await;
-    }
     let path = format!("uploads/{upload_id}/{name}");
-    let ct = headers
+    let content_type = headers
         .get("x-fal-content-type")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream");
-    save(&state, &path, &query.owner, ct, Bytes::from(joined), ttl).await?;
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let joined = Joined {
+        upload_id: &upload_id,
+        path: &path,
+        owner: &query.owner,
+        content_type: &content_type,
+        ttl,
+    };
+    join_parts(&state, &headers, body, joined).await?;
     let url = state
         .files
         .url(&state.base_url(&headers), &path, now_ms() / 1000 + ttl);
@@ -292,16 +386,16 @@ pub async fn complete_multipart(
 
 /// `POST /storage/auth/token?storage_type=fal-cdn-v3`: a bearer token for `/files/upload`.
 pub async fn token(
+    caller: Caller,
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = auth::authenticate(&state, &headers).await?;
     let expires_at = now_ms() / 1000 + UPLOAD_URL_SECONDS;
     let stamp = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(expires_at as u64),
     );
     Ok(Json(json!({
-        "token": auth::cdn_token(&state, &caller.owner, expires_at),
+        "token": auth::cdn_token(&state, caller.owner(), expires_at),
         "token_type": "Bearer",
         "base_url": state.base_url(&headers),
         "expires_at": stamp.to_string().replace('Z', "+00:00"),
@@ -310,11 +404,12 @@ pub async fn token(
 
 /// `POST /files/upload`: the Python client's CDN upload; the body is the file.
 pub async fn cdn_upload(
+    UploadCaller(caller): UploadCaller,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let Caller { owner } = auth::authenticate_upload(&state, &headers).await?;
+    let owner = caller.owner();
     let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
     let name = safe_file_name(
         headers
@@ -325,9 +420,130 @@ pub async fn cdn_upload(
     let path = format!("uploads/{}/{name}", uuid::Uuid::new_v4().simple());
     let ttl = file_ttl(&state, &headers);
     let ct = content_type(&headers);
-    save(&state, &path, &owner, &ct, bytes, ttl).await?;
+    save(&state, &path, owner, &ct, bytes, ttl).await?;
     let url = state
         .files
         .url(&state.base_url(&headers), &path, now_ms() / 1000 + ttl);
     Ok(Json(json!({ "access_url": url, "content_type": ct })))
+}
+
+/// The id of the Python client's multipart upload of `path` by `owner`: bound to both, so
+/// only the key that started an upload can add to it.
+fn cdn_upload_id(state: &AppState, path: &str, owner: &str) -> String {
+    state.files.sign("cdn-multipart", &[path, owner])[..32].to_owned()
+}
+
+/// `POST /files/upload/multipart`: the Python client's multipart upload of a file over
+/// 100 MB starts here. Answers `access_url` (the file's signed URL, readable once the
+/// upload completes) and `uploadId`; parts go to `{access_url}/multipart/{uploadId}/{n}`.
+pub async fn cdn_multipart_initiate(
+    UploadCaller(caller): UploadCaller,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let name = safe_file_name(
+        headers
+            .get("x-fal-file-name")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("upload.bin"),
+    );
+    let path = format!("uploads/{}/{name}", uuid::Uuid::new_v4().simple());
+    let upload_id = cdn_upload_id(&state, &path, caller.owner());
+    // The content type is known now and needed at `complete`.
+    state
+        .files
+        .put(
+            &format!("parts/{upload_id}/content-type"),
+            Bytes::from(content_type(&headers)),
+        )
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let expires_at = now_ms() / 1000 + file_ttl(&state, &headers);
+    let access_url = state
+        .files
+        .url(&state.base_url(&headers), &path, expires_at);
+    Ok(Json(
+        json!({ "access_url": access_url, "uploadId": upload_id }),
+    ))
+}
+
+/// A Python multipart call's target, from the `/files/` route path
+/// `{exp}.{sig}/{path}/multipart/{uploadId}/{step}`: the stored path, the upload id, the
+/// step (`complete` or a part number) and the seconds the file has left.
+fn cdn_multipart_target(
+    state: &AppState,
+    caller: &Caller,
+    route_path: &str,
+) -> Result<(String, String, String, i64), ApiError> {
+    let missing = || ApiError::NotFound("Upload not found or expired".into());
+    let mut pieces = route_path.rsplitn(4, '/');
+    let (Some(step), Some(upload_id), Some("multipart"), Some(file)) =
+        (pieces.next(), pieces.next(), pieces.next(), pieces.next())
+    else {
+        return Err(missing());
+    };
+    let now = now_ms() / 1000;
+    let path = state
+        .files
+        .signed_path(file, None, now)
+        .ok_or_else(missing)?;
+    if cdn_upload_id(state, &path, caller.owner()) != upload_id {
+        return Err(missing());
+    }
+    let exp: i64 = file
+        .split_once('.')
+        .and_then(|(exp, _)| exp.parse().ok())
+        .ok_or_else(missing)?;
+    Ok((path, upload_id.to_owned(), step.to_owned(), exp - now))
+}
+
+/// `PUT {access_url}/multipart/{uploadId}/{n}`: one part of a Python multipart upload.
+pub async fn cdn_multipart_part(
+    UploadCaller(caller): UploadCaller,
+    State(state): State<AppState>,
+    Path(route_path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (_, upload_id, step, _) = cdn_multipart_target(&state, &caller, &route_path)?;
+    let part = step
+        .parse::<u32>()
+        .map_err(|_| ApiError::BadRequest(format!("'{step}' is not a part number")))?;
+    store_part(&state, &upload_id, part, &headers, body).await
+}
+
+/// `POST {access_url}/multipart/{uploadId}/complete`: joins the parts into the file that
+/// `access_url` serves.
+pub async fn cdn_multipart_complete(
+    UploadCaller(caller): UploadCaller,
+    State(state): State<AppState>,
+    Path(route_path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let (path, upload_id, step, ttl) = cdn_multipart_target(&state, &caller, &route_path)?;
+    if step != "complete" {
+        return Err(ApiError::NotFound("Not found".into()));
+    }
+    let type_path = format!("parts/{upload_id}/content-type");
+    let content_type = state
+        .files
+        .get(&type_path)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    let joined = Joined {
+        upload_id: &upload_id,
+        path: &path,
+        owner: caller.owner(),
+        content_type: &content_type,
+        ttl,
+    };
+    join_parts(&state, &headers, body, joined).await?;
+    let _ = state.files.delete(&type_path).await;
+    let url = state
+        .files
+        .url(&state.base_url(&headers), &path, now_ms() / 1000 + ttl);
+    Ok(Json(json!({ "access_url": url })))
 }

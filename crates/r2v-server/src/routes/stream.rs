@@ -3,17 +3,17 @@
 //! the log lines that are new since the previous event (the JS client concatenates
 //! them). The stream closes after the `COMPLETED` event.
 
-use crate::auth;
+use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::queue::{log_json, owned_request, status_body, wants_logs};
+use crate::routes::queue::{owned_request, status_body, wants_logs};
 use crate::state::AppState;
+use crate::wire::{LogLine, StatusResponse};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream;
 use r2v_store::Status;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -32,13 +32,18 @@ struct Cursor {
 }
 
 /// `GET …/status/stream?logs=…`.
+#[utoipa::path(get, path = "/wan/v2.6/requests/{request_id}/status/stream", tag = "queue",
+    summary = "Status as server-sent events; each event carries only new log lines; closes after COMPLETED",
+    params(("request_id" = String, Path), ("logs" = Option<String>, Query, description = "1 or true to include logs")),
+    responses((status = 200, content_type = "text/event-stream", description = "StatusResponse objects as events"),
+              (status = 401, body = crate::wire::PlainError), (status = 404, body = crate::wire::PlainError)))]
 pub async fn status_stream(
+    caller: Caller,
     State(state): State<AppState>,
     Path((_owner, _alias, id)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    let caller = auth::authenticate(&state, &headers).await?;
     let row = owned_request(&state, &caller, &id).await?;
     let cursor = Cursor {
         base: state.base_url(&headers),
@@ -56,7 +61,8 @@ pub async fn status_stream(
         loop {
             match next_event(&mut cursor).await {
                 Ok(Some(body)) => {
-                    let event = Event::default().data(body.to_string());
+                    let event =
+                        Event::default().data(serde_json::to_string(&body).unwrap_or_default());
                     return Some((Ok::<_, Infallible>(event), cursor));
                 }
                 Ok(None) => tokio::time::sleep(POLL).await,
@@ -75,7 +81,7 @@ pub async fn status_stream(
 }
 
 /// The next event, or `None` when nothing changed.
-async fn next_event(cursor: &mut Cursor) -> Result<Option<Value>, ApiError> {
+async fn next_event(cursor: &mut Cursor) -> Result<Option<StatusResponse>, ApiError> {
     let row = cursor
         .state
         .store
@@ -103,7 +109,9 @@ async fn next_event(cursor: &mut Cursor) -> Result<Option<Value>, ApiError> {
     if let Some(last) = new_logs.last() {
         cursor.last_seq = last.seq;
     }
-    let logs = cursor.logs.then(|| new_logs.iter().map(log_json).collect());
+    let logs = cursor
+        .logs
+        .then(|| new_logs.iter().map(LogLine::from).collect());
     cursor.done = row.status == Status::Completed;
     status_body(&cursor.state, &cursor.base, &row, logs)
         .await

@@ -14,9 +14,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
-use r2v_api::Outcome;
-use r2v_worker::LogEntry;
-use serde::Deserialize;
+use r2v_worker::wire::{
+    CompleteBody, LogsBody, OutputQuery, OutputStored, ReleaseBody, WorkerBody,
+};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -76,12 +76,6 @@ fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// A body naming the worker.
-#[derive(Debug, Deserialize)]
-pub struct WorkerBody {
-    worker_id: String,
-}
-
 /// `POST /worker/v1/claim`: 200 with a job, or 204.
 pub async fn claim(
     State(state): State<AppState>,
@@ -106,12 +100,6 @@ pub async fn heartbeat(
     Ok(Json(state.heartbeat_job(&id, &body.worker_id).await?).into_response())
 }
 
-/// The body of a log append.
-#[derive(Debug, Deserialize)]
-pub struct LogsBody {
-    lines: Vec<LogEntry>,
-}
-
 /// `POST /worker/v1/requests/{id}/logs`.
 pub async fn logs(
     State(state): State<AppState>,
@@ -122,12 +110,6 @@ pub async fn logs(
     let body: LogsBody = json_body(&headers, body, LOGS_BODY_BYTES).await?;
     state.append_job_logs(&id, &body.lines).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Query of an output upload.
-#[derive(Debug, Deserialize)]
-pub struct OutputQuery {
-    file_name: Option<String>,
 }
 
 /// `PUT /worker/v1/requests/{id}/output`: the body is the mp4; answers its signed URL.
@@ -147,15 +129,7 @@ pub async fn output(
         )
         .await
         .map_err(ApiError::Internal)?;
-    Ok(Json(json!({ "url": url })).into_response())
-}
-
-/// The body of a completion.
-#[derive(Debug, Deserialize)]
-pub struct CompleteBody {
-    worker_id: String,
-    outcome: Outcome,
-    inference_time: f64,
+    Ok(Json(OutputStored { url }).into_response())
 }
 
 /// `POST /worker/v1/requests/{id}/complete`: 204, or 409 when the lease was lost.
@@ -183,13 +157,6 @@ fn lease_reply(held: bool) -> Response {
         )
             .into_response()
     }
-}
-
-/// The body of a release.
-#[derive(Debug, Deserialize)]
-pub struct ReleaseBody {
-    worker_id: String,
-    reason: String,
 }
 
 /// `POST /worker/v1/requests/{id}/release`: 204, or 409 when the lease was lost.
