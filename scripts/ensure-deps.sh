@@ -20,6 +20,10 @@ have_clients() {
 have_browser() {
   command -v chromium >/dev/null 2>&1
 }
+# With --clients also Postgres (Debian's server packages; the tests run their own clusters).
+have_postgres() {
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+}
 have_vulkan() {
   ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 &&
     { ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null; }
@@ -39,6 +43,9 @@ fi
 if [ $want_clients = 1 ] && ! have_browser; then
   missing+=(chromium)
 fi
+if [ $want_clients = 1 ] && ! have_postgres; then
+  missing+=(postgresql)
+fi
 if [ ${#missing[@]} = 0 ]; then
   exit 0
 fi
@@ -56,6 +63,10 @@ if [ $want_clients = 1 ] && ! have_clients; then
 fi
 if [ $want_clients = 1 ] && ! have_browser; then
   echo "ensure-deps: the playground test needs Chromium at /usr/bin/chromium (Debian: chromium), or CHROMIUM=path" >&2
+  exit 1
+fi
+if [ $want_clients = 1 ] && ! have_postgres; then
+  echo "ensure-deps: the store and fleet tests need Postgres's server programs (Debian: postgresql)" >&2
   exit 1
 fi
 if [ $want_clients = 1 ] && ! have_vulkan; then

@@ -22,6 +22,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where the database, files and keys live.
     pub data_dir: PathBuf,
+    /// A Postgres database for the request store (`postgres://…`), shared by a fleet's API
+    /// nodes; SQLite in `data_dir` without one.
+    pub database_url: Option<Secret>,
     /// Require API keys (`Authorization: Key id:secret`).
     pub auth: bool,
     /// Let reference URLs and webhooks reach loopback, private and link-local addresses.
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: default_data_dir(),
+            database_url: None,
             auth: true,
             allow_private_urls: false,
             workers: 1,

@@ -37,6 +37,7 @@ use r2v_media::fetch::{FetchPolicy, Fetcher};
 use r2v_media::ffmpeg::Tools;
 use r2v_media::reference::ReferenceLoader;
 use r2v_store::RequestStore;
+use r2v_store::postgres::PostgresStore;
 use r2v_store::sqlite::SqliteStore;
 use std::path::Path;
 use std::sync::Arc;
@@ -67,10 +68,18 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
     move |source| ServeError::Io { context, source }
 }
 
-/// Opens the store in `data_dir` (creating the directory), for `r2v serve` and `r2v keys`.
-pub async fn open_store(data_dir: &Path) -> Result<SqliteStore, ServeError> {
+/// Opens the request store, for `r2v serve` and `r2v keys`: the Postgres database at
+/// `database_url` when one is given (a fleet's API nodes share it), else SQLite in
+/// `data_dir` (creating the directory).
+pub async fn open_store(
+    data_dir: &Path,
+    database_url: Option<&str>,
+) -> Result<Arc<dyn RequestStore>, ServeError> {
+    if let Some(url) = database_url {
+        return Ok(Arc::new(PostgresStore::open(url).await?));
+    }
     std::fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
-    Ok(SqliteStore::open(&data_dir.join("r2v.db")).await?)
+    Ok(Arc::new(SqliteStore::open(&data_dir.join("r2v.db")).await?))
 }
 
 /// Runs the server until Ctrl-C or SIGTERM. `on_ready` gets the bound address and, on
@@ -80,9 +89,9 @@ pub async fn serve(
     engine: Arc<dyn Engine>,
     on_ready: impl FnOnce(std::net::SocketAddr, Option<auth::NewKey>),
 ) -> Result<(), ServeError> {
-    let fresh = !config.data_dir.join("r2v.db").exists();
-    let store: Arc<dyn RequestStore> = Arc::new(open_store(&config.data_dir).await?);
-    let first_key = if fresh && config.auth {
+    let database_url = config.database_url.as_ref().map(|url| url.0.as_str());
+    let store = open_store(&config.data_dir, database_url).await?;
+    let first_key = if config.auth && store.list_keys().await?.is_empty() {
         Some(auth::create_key(store.as_ref(), "first key").await?)
     } else {
         None
@@ -120,8 +129,12 @@ pub async fn serve(
         .to_owned();
     tracing::info!(?config, %address, "starting r2v serve with the {} engine", engine.name());
 
+    let policy = SafetyPolicy {
+        blocked_terms: config.blocked_terms.clone(),
+    };
     let state = AppState::new(Inner {
         config: config.clone(),
+        policy: policy.clone(),
         store,
         files,
         webhooks,
@@ -146,14 +159,8 @@ pub async fn serve(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let loader = ReferenceLoader::new(fetcher, Tools::default())
         .with_resolver(Arc::new(OwnFiles(state.clone())));
-    let generator = Generator::new(
-        engine,
-        loader,
-        SafetyPolicy {
-            blocked_terms: config.blocked_terms.clone(),
-        },
-    )
-    .with_x264_preset(config.x264_preset.clone());
+    let generator =
+        Generator::new(engine, loader, policy).with_x264_preset(config.x264_preset.clone());
     let mut tasks = Vec::new();
     for n in 0..config.workers {
         let worker_id = format!("{}{n}", state.local_worker_prefix());

@@ -5,6 +5,7 @@ use crate::files::FileStore;
 use crate::webhooks::WebhookSigner;
 use axum::http::HeaderMap;
 use metrics_exporter_prometheus::PrometheusHandle;
+use r2v_engine::safety::SafetyPolicy;
 use r2v_media::fetch::Fetcher;
 use r2v_store::RequestStore;
 use std::ops::Deref;
@@ -19,6 +20,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// Settings.
     pub config: ServerConfig,
+    /// The operator's prompt policy, checked at submit (`--blocked-term`).
+    pub policy: SafetyPolicy,
     /// Requests, logs, keys, file records.
     pub store: Arc<dyn RequestStore>,
     /// Blobs and URL signing.

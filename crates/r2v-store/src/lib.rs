@@ -11,6 +11,8 @@
 //! media work; callers build the error bodies it stores. Start at [`RequestStore`].
 #![warn(missing_docs)]
 
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -62,7 +64,7 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Result<Self, StoreError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
         match s {
             "IN_QUEUE" => Ok(Self::InQueue),
             "IN_PROGRESS" => Ok(Self::InProgress),

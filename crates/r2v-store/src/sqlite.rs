@@ -5,15 +5,15 @@
 //! the same row. Every state change checks the expected status (and the lease holder),
 //! so a late or duplicate call changes nothing.
 
+use crate::rows::{
+    COLUMNS, COMPLETE_SET, file_row, key_row, log_row, outcome_columns, request_row, usage_row,
+};
 use crate::{
     ApiKeyRecord, CancelOutcome, Counts, FileRecord, Lease, LogLine, NewLog, NewRequest, Outcome,
-    ReapReport, RequestRow, RequestStore, Status, StoreError, UnixMs, UsageRow, now_ms, utc_day,
+    ReapReport, RequestRow, RequestStore, StoreError, UnixMs, UsageRow, now_ms, utc_day,
 };
 use async_trait::async_trait;
-use serde_json::Value;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
@@ -23,10 +23,6 @@ use std::time::Duration;
 pub struct SqliteStore {
     pool: SqlitePool,
 }
-
-const COLUMNS: &str = "id, seq, endpoint, owner, priority, status, input, result, error, error_type, \
-    error_status, error_body, attempts, worker_id, lease_until, cancel_requested, webhook_url, \
-    webhook_state, webhook_attempts, output_ttl_seconds, created_at, started_at, completed_at, inference_time, billable_seconds, cost_microusd";
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies the migrations.
@@ -45,91 +41,7 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
-
-    fn row(r: &SqliteRow) -> Result<RequestRow, StoreError> {
-        let json = |name: &str| -> Result<Option<Value>, StoreError> {
-            r.try_get::<Option<String>, _>(name)?
-                .map(|s| {
-                    serde_json::from_str(&s)
-                        .map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
-                })
-                .transpose()
-        };
-        Ok(RequestRow {
-            id: r.try_get("id")?,
-            seq: r.try_get("seq")?,
-            endpoint: r.try_get("endpoint")?,
-            owner: r.try_get("owner")?,
-            priority: r.try_get("priority")?,
-            status: Status::parse(&r.try_get::<String, _>("status")?)?,
-            input: json("input")?,
-            result: json("result")?,
-            error: r.try_get("error")?,
-            error_type: r.try_get("error_type")?,
-            error_status: r
-                .try_get::<Option<i64>, _>("error_status")?
-                .map(|s| s as u16),
-            error_body: json("error_body")?,
-            attempts: r.try_get("attempts")?,
-            worker_id: r.try_get("worker_id")?,
-            lease_until: r.try_get("lease_until")?,
-            cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
-            webhook_url: r.try_get("webhook_url")?,
-            webhook_state: r.try_get("webhook_state")?,
-            webhook_attempts: r.try_get("webhook_attempts")?,
-            output_ttl_seconds: r.try_get("output_ttl_seconds")?,
-            created_at: r.try_get("created_at")?,
-            started_at: r.try_get("started_at")?,
-            completed_at: r.try_get("completed_at")?,
-            inference_time: r.try_get("inference_time")?,
-            charge: match (
-                r.try_get::<Option<i64>, _>("billable_seconds")?,
-                r.try_get::<Option<i64>, _>("cost_microusd")?,
-            ) {
-                (Some(billable_seconds), Some(cost_microusd)) => Some(crate::Charge {
-                    billable_seconds,
-                    cost_microusd,
-                }),
-                _ => None,
-            },
-        })
-    }
 }
-
-/// The failure columns of a row: (result, error, error_type, error_status, error_body).
-type OutcomeColumns = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-);
-
-/// The columns an [`Outcome`] sets.
-fn outcome_columns(outcome: &Outcome) -> OutcomeColumns {
-    match outcome {
-        Outcome::Success { result } => (Some(result.to_string()), None, None, None, None),
-        Outcome::Failure {
-            status,
-            body,
-            error,
-            error_type,
-        } => (
-            None,
-            Some(error.clone()),
-            Some(error_type.clone()),
-            Some(i64::from(*status)),
-            Some(body.to_string()),
-        ),
-    }
-}
-
-/// The SET clause that completes a row; its parameters are bound by [`bind_complete`].
-const COMPLETE_SET: &str = "status = 'COMPLETED', result = ?, error = ?, error_type = ?, error_status = ?, \
-    error_body = ?, completed_at = ?, lease_until = NULL, \
-    input = CASE WHEN store_io = 0 THEN NULL ELSE input END, \
-    webhook_state = CASE WHEN webhook_url IS NULL THEN 'none' ELSE 'pending' END, \
-    webhook_next_at = ?";
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
@@ -170,7 +82,7 @@ impl RequestStore for SqliteStore {
             .bind(new.charge.cost_microusd)
             .fetch_one(&self.pool)
             .await?;
-        Self::row(&row)
+        request_row(&row)
     }
 
     async fn get(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
@@ -178,7 +90,7 @@ impl RequestStore for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(Self::row).transpose()
+        row.as_ref().map(request_row).transpose()
     }
 
     async fn queue_position(&self, row: &RequestRow) -> Result<i64, StoreError> {
@@ -214,7 +126,7 @@ impl RequestStore for SqliteStore {
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(Self::row).transpose()
+        row.as_ref().map(request_row).transpose()
     }
 
     async fn heartbeat(
@@ -266,18 +178,7 @@ impl RequestStore for SqliteStore {
             .bind(after)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LogLine {
-                    seq: r.try_get("seq")?,
-                    line: NewLog {
-                        level: r.try_get("level")?,
-                        message: r.try_get("message")?,
-                        timestamp: r.try_get("timestamp")?,
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(log_row).collect()
     }
 
     async fn complete(
@@ -426,7 +327,7 @@ impl RequestStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(Self::row).collect()
+        rows.iter().map(request_row).collect()
     }
 
     async fn webhook_attempted(
@@ -546,18 +447,7 @@ impl RequestStore for SqliteStore {
             .bind(path)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(FileRecord {
-                path: r.try_get("path")?,
-                owner: r.try_get("owner")?,
-                request_id: r.try_get("request_id")?,
-                content_type: r.try_get("content_type")?,
-                size: r.try_get("size")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(file_row).transpose()
     }
 
     async fn usage(
@@ -575,31 +465,6 @@ impl RequestStore for SqliteStore {
         .bind(last_day)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UsageRow {
-                    day: r.try_get("day")?,
-                    endpoint: r.try_get("endpoint")?,
-                    requests: r.try_get("requests")?,
-                    billable_seconds: r.try_get("billable_seconds")?,
-                    cost_microusd: r.try_get("cost_microusd")?,
-                })
-            })
-            .collect()
+        rows.iter().map(usage_row).collect()
     }
-}
-
-fn key_row(r: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
-    Ok(ApiKeyRecord {
-        id: r.try_get("id")?,
-        secret_sha256: r.try_get("secret_sha256")?,
-        name: r.try_get("name")?,
-        created_at: r.try_get("created_at")?,
-        revoked_at: r.try_get("revoked_at")?,
-    })
-}
-
-/// The time `seconds` from now.
-pub fn in_seconds(seconds: i64) -> UnixMs {
-    now_ms() + seconds * 1000
 }

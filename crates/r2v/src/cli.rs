@@ -426,6 +426,14 @@ fn http_url(text: &str) -> Result<String, String> {
     }
 }
 
+/// A Postgres connection URL.
+fn postgres_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => Ok(text.to_owned()),
+        _ => Err("must be a postgres:// URL".to_owned()),
+    }
+}
+
 /// A worker token: at least 16 characters.
 fn worker_token(text: &str) -> Result<String, String> {
     if text.chars().count() >= 16 {
@@ -457,6 +465,11 @@ pub struct ServeArgs {
     /// Where the database, files and keys live [default: the user's data dir, r2v].
     #[arg(long, env = "R2V_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A Postgres database for requests, logs, keys and usage, which several API nodes may
+    /// share (`postgres://user:password@host:port/database`) [default: SQLite in the data
+    /// directory].
+    #[arg(long, env = "R2V_DATABASE_URL", value_parser = postgres_url)]
+    pub database_url: Option<String>,
     /// Serve without API keys (every caller is `anonymous`).
     #[arg(long, env = "R2V_NO_AUTH")]
     pub no_auth: bool,
@@ -530,6 +543,9 @@ pub struct KeysArgs {
     /// The server's data directory.
     #[arg(long, env = "R2V_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// The server's Postgres database, when it has one (`--database-url` of `serve`).
+    #[arg(long, env = "R2V_DATABASE_URL", global = true, value_parser = postgres_url)]
+    pub database_url: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: KeysCommand,

@@ -12,7 +12,7 @@ use r2v_media::fetch::{FetchPolicy, Fetcher};
 use r2v_media::ffmpeg::Tools;
 use r2v_media::reference::ReferenceLoader;
 use r2v_server::config::{Secret, ServerConfig, default_data_dir};
-use r2v_store::{RequestStore, now_ms};
+use r2v_store::now_ms;
 use r2v_wan_engine::WanOptions;
 use r2v_worker::http::HttpSource;
 use serde_json::json;
@@ -72,6 +72,7 @@ pub fn resolve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     let config = ServerConfig {
         listen: args.listen.unwrap_or(defaults.listen),
         data_dir: args.data_dir.clone().unwrap_or(defaults.data_dir),
+        database_url: args.database_url.clone().map(Secret),
         auth: !args.no_auth,
         allow_private_urls: args.allow_private_urls,
         workers: args.workers.unwrap_or(defaults.workers),
@@ -138,10 +139,10 @@ pub fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Resu
 pub fn keys(args: KeysArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Exit> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     runtime.block_on(async {
-        let store = r2v_server::open_store(&data_dir).await?;
+        let store = r2v_server::open_store(&data_dir, args.database_url.as_deref()).await?;
         match args.command {
             KeysCommand::Create { name, json } => {
-                let key = r2v_server::auth::create_key(&store, &name).await?;
+                let key = r2v_server::auth::create_key(store.as_ref(), &name).await?;
                 if json {
                     println!("{}", json!({ "id": key.id, "key": key.key }));
                 } else {

@@ -164,6 +164,7 @@ mod tests {
             "blocked_term" => "[\"a\", \"b\"]",
             "price_720p_usd" | "price_1080p_usd" => "0.2",
             "api" => "\"http://10.0.0.5:8080\"",
+            "database_url" => "\"postgres://r2v:pw@db:5432/r2v\"",
             "id" => "\"w1\"",
             "log_format" => "\"json\"",
             other => panic!("no sample value for the key `{other}`: add one"),

@@ -723,7 +723,7 @@ fn a_job_for_an_endpoint_no_worker_serves_is_never_run_as_another() {
     let id = "0193e5a8-0000-7000-8000-00000000e9d1".to_owned();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         use r2v_store::RequestStore;
-        let store = r2v_server::open_store(dir.path()).await.unwrap();
+        let store = r2v_server::open_store(dir.path(), None).await.unwrap();
         store
             .insert(r2v_store::NewRequest {
                 id: id.clone(),

@@ -63,10 +63,25 @@ fn usage_is_priced_per_spec_and_exact_across_kill_9() {
             }
         }
     }
+    // Fails at the start of work: its reference cannot be fetched (a loopback address).
     let failed = submit(
         &server,
         FLASH,
-        &json!({"prompt": "Something forbidden.", "resolution": "720p", "enable_safety_checker": true}),
+        &json!({"prompt": "Character1 waves.", "resolution": "720p",
+                "image_urls": ["http://127.0.0.1:9/missing.png"]}),
+    );
+    // The operator's policy is enforced at submit: refused, never queued, never charged.
+    let refused = client
+        .post(format!("{}/{FLASH}", server.base))
+        .header("authorization", auth(&key))
+        .json(&json!({"prompt": "Something forbidden.", "enable_safety_checker": true}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let refused: Value = refused.json().unwrap();
+    assert_eq!(
+        refused["detail"][0]["type"], "content_policy_violation",
+        "{refused}"
     );
     let cancelled = submit(
         &server,

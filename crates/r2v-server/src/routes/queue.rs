@@ -115,7 +115,17 @@ pub async fn enqueue(
         .as_ref()
         .map(|b| b.validate(&ValidateOptions::default()))
     {
-        Ok(Ok(valid)) => (Some(state.config.prices.charge(preset, &valid)), Vec::new()),
+        Ok(Ok(valid)) => {
+            // The operator's policy is enforced here, where every request enters, so it
+            // holds whichever worker (here or remote) renders the request.
+            if valid.enable_safety_checker {
+                state
+                    .policy
+                    .check_prompt(&valid.prompt)
+                    .map_err(ApiError::Request)?;
+            }
+            (Some(state.config.prices.charge(preset, &valid)), Vec::new())
+        }
         Ok(Err(details)) => (None, details),
         Err(detail) => (None, vec![detail.clone()]),
     };

@@ -1,0 +1,507 @@
+//! [`PostgresStore`]: the [`RequestStore`] of a fleet, on a Postgres server that several API
+//! nodes share (`--database-url postgres://…`).
+//!
+//! The SQL is the SQLite backend's, with `$n` parameters (written as `?` and numbered by
+//! [`numbered`]) and Postgres's own tools where SQLite's single writer made them needless:
+//! a claim takes its row with `FOR UPDATE SKIP LOCKED`, so concurrent claims on any number
+//! of nodes pass each other without waiting and never share a row; log appends lock their
+//! request's row; a completion and its usage are one transaction. Every state change still
+//! checks the expected status and lease holder, so a late or duplicate call changes nothing.
+
+use crate::rows::{
+    COLUMNS, COMPLETE_SET, file_row, key_row, log_row, outcome_columns, request_row, usage_row,
+};
+use crate::{
+    ApiKeyRecord, CancelOutcome, Counts, FileRecord, Lease, LogLine, NewLog, NewRequest, Outcome,
+    ReapReport, RequestRow, RequestStore, StoreError, UnixMs, UsageRow, now_ms, utc_day,
+};
+use async_trait::async_trait;
+use sqlx::postgres::{PgArguments, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Row};
+use std::time::Duration;
+
+/// The Postgres request store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and applies the
+    /// migrations. Connections are re-established by the pool after a server restart.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+/// `sql` with its `?` parameters numbered `$1`, `$2`… (none of our SQL has a `?` elsewhere).
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+/// Binds the parameters of [`COMPLETE_SET`].
+fn bind_complete<'q>(query: PgQuery<'q>, outcome: &Outcome, now: UnixMs) -> PgQuery<'q> {
+    let (result, error, error_type, error_status, error_body) = outcome_columns(outcome);
+    query
+        .bind(result)
+        .bind(error)
+        .bind(error_type)
+        .bind(error_status)
+        .bind(error_body)
+        .bind(now)
+        .bind(now)
+}
+
+#[async_trait]
+impl RequestStore for PostgresStore {
+    async fn insert(&self, new: NewRequest) -> Result<RequestRow, StoreError> {
+        let sql = numbered(&format!(
+            "INSERT INTO requests (id, endpoint, owner, priority, status, input, webhook_url, store_io, \
+             start_deadline, output_ttl_seconds, created_at, expires_at, billable_seconds, cost_microusd) \
+             VALUES (?, ?, ?, ?, 'IN_QUEUE', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+        ));
+        let row = sqlx::query(&sql)
+            .bind(&new.id)
+            .bind(&new.endpoint)
+            .bind(&new.owner)
+            .bind(new.priority)
+            .bind(new.input.to_string())
+            .bind(&new.webhook_url)
+            .bind(i64::from(new.store_io))
+            .bind(new.start_deadline)
+            .bind(new.output_ttl_seconds)
+            .bind(now_ms())
+            .bind(new.expires_at)
+            .bind(new.charge.billable_seconds)
+            .bind(new.charge.cost_microusd)
+            .fetch_one(&self.pool)
+            .await?;
+        request_row(&row)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<RequestRow>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM requests WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_row).transpose()
+    }
+
+    async fn queue_position(&self, row: &RequestRow) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM requests WHERE status = 'IN_QUEUE' AND priority < $1) \
+             + (SELECT COUNT(*) FROM requests WHERE status = 'IN_QUEUE' AND priority = $1 AND seq < $2)",
+        )
+        .bind(row.priority)
+        .bind(row.seq)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    async fn claim(
+        &self,
+        worker_id: &str,
+        lease_ms: i64,
+    ) -> Result<Option<RequestRow>, StoreError> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE requests SET status = 'IN_PROGRESS', worker_id = $1, lease_until = $2, attempts = attempts + 1, \
+             started_at = COALESCE(started_at, $3) \
+             WHERE id = (SELECT id FROM requests WHERE status = 'IN_QUEUE' AND cancel_requested = 0 \
+                         ORDER BY priority, seq LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'IN_QUEUE' \
+             RETURNING {COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(worker_id)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(request_row).transpose()
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &str,
+        worker_id: &str,
+        lease_ms: i64,
+    ) -> Result<Lease, StoreError> {
+        let flag: Option<i64> = sqlx::query_scalar(
+            "UPDATE requests SET lease_until = $1 WHERE id = $2 AND worker_id = $3 AND status = 'IN_PROGRESS' \
+             RETURNING cancel_requested",
+        )
+        .bind(now_ms() + lease_ms)
+        .bind(id)
+        .bind(worker_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match flag {
+            Some(flag) => Lease::Held {
+                cancel_requested: flag != 0,
+            },
+            None => Lease::Lost,
+        })
+    }
+
+    async fn append_logs(&self, id: &str, lines: &[NewLog]) -> Result<(), StoreError> {
+        // The request's row is locked first, so concurrent appends number their lines in turn.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM requests WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        for line in lines {
+            sqlx::query(
+                "INSERT INTO request_logs (request_id, seq, level, message, timestamp) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM request_logs WHERE request_id = $1",
+            )
+            .bind(id)
+            .bind(&line.level)
+            .bind(&line.message)
+            .bind(&line.timestamp)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn logs_after(&self, id: &str, after: i64) -> Result<Vec<LogLine>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, level, message, timestamp FROM request_logs \
+             WHERE request_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(log_row).collect()
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        worker_id: &str,
+        outcome: Outcome,
+        inference_time: f64,
+    ) -> Result<bool, StoreError> {
+        let sql = numbered(&format!(
+            "UPDATE requests SET {COMPLETE_SET}, inference_time = ? WHERE id = ? AND worker_id = ? AND status = 'IN_PROGRESS'"
+        ));
+        let now = now_ms();
+        let success = matches!(outcome, Outcome::Success { .. });
+        let mut tx = self.pool.begin().await?;
+        let done = bind_complete(sqlx::query(&sql), &outcome, now)
+            .bind(inference_time)
+            .bind(id)
+            .bind(worker_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if success {
+            sqlx::query(
+                "INSERT INTO usage_daily (owner, day, endpoint, requests, billable_seconds, cost_microusd) \
+                 SELECT owner, $1, endpoint, 1, billable_seconds, cost_microusd FROM requests \
+                 WHERE id = $2 AND billable_seconds IS NOT NULL AND cost_microusd IS NOT NULL \
+                 ON CONFLICT (owner, day, endpoint) DO UPDATE SET \
+                 requests = usage_daily.requests + excluded.requests, \
+                 billable_seconds = usage_daily.billable_seconds + excluded.billable_seconds, \
+                 cost_microusd = usage_daily.cost_microusd + excluded.cost_microusd",
+            )
+            .bind(utc_day(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release(
+        &self,
+        id: &str,
+        worker_id: &str,
+        max_attempts: i64,
+        exhausted: Outcome,
+    ) -> Result<bool, StoreError> {
+        let requeued = sqlx::query(
+            "UPDATE requests SET status = 'IN_QUEUE', worker_id = NULL, lease_until = NULL \
+             WHERE id = $1 AND worker_id = $2 AND status = 'IN_PROGRESS' AND attempts < $3 AND cancel_requested = 0",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .bind(max_attempts)
+        .execute(&self.pool)
+        .await?;
+        if requeued.rows_affected() == 1 {
+            return Ok(true);
+        }
+        self.complete(id, worker_id, exhausted, 0.0).await
+    }
+
+    async fn cancel(&self, id: &str, cancelled: Outcome) -> Result<CancelOutcome, StoreError> {
+        let sql = numbered(&format!(
+            "UPDATE requests SET {COMPLETE_SET} WHERE id = ? AND status = 'IN_QUEUE'"
+        ));
+        let queued = bind_complete(sqlx::query(&sql), &cancelled, now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if queued.rows_affected() == 1 {
+            return Ok(CancelOutcome::CancelledWhileQueued);
+        }
+        let running = sqlx::query(
+            "UPDATE requests SET cancel_requested = 1 WHERE id = $1 AND status = 'IN_PROGRESS'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if running.rows_affected() == 1 {
+            return Ok(CancelOutcome::Requested);
+        }
+        Ok(match self.get(id).await? {
+            Some(_) => CancelOutcome::AlreadyCompleted,
+            None => CancelOutcome::NotFound,
+        })
+    }
+
+    async fn release_workers(&self, prefix: &str) -> Result<u64, StoreError> {
+        let pattern = format!("{}%", prefix.replace('%', "\\%").replace('_', "\\_"));
+        let done = sqlx::query(
+            "UPDATE requests SET status = 'IN_QUEUE', worker_id = NULL, lease_until = NULL \
+             WHERE status = 'IN_PROGRESS' AND worker_id LIKE $1 ESCAPE '\\'",
+        )
+        .bind(pattern)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn reap(
+        &self,
+        now: UnixMs,
+        max_attempts: i64,
+        exhausted: Outcome,
+        start_timeout: Outcome,
+    ) -> Result<ReapReport, StoreError> {
+        let mut report = ReapReport::default();
+        let sql = numbered(&format!(
+            "UPDATE requests SET {COMPLETE_SET} WHERE status = 'IN_PROGRESS' AND lease_until < ? AND attempts >= ?"
+        ));
+        report.failed = bind_complete(sqlx::query(&sql), &exhausted, now)
+            .bind(now)
+            .bind(max_attempts)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        report.requeued = sqlx::query(
+            "UPDATE requests SET status = 'IN_QUEUE', worker_id = NULL, lease_until = NULL \
+             WHERE status = 'IN_PROGRESS' AND lease_until < $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let sql = numbered(&format!(
+            "UPDATE requests SET {COMPLETE_SET} WHERE status = 'IN_QUEUE' AND start_deadline < ?"
+        ));
+        report.start_timeouts = bind_complete(sqlx::query(&sql), &start_timeout, now)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(report)
+    }
+
+    async fn due_webhooks(&self, now: UnixMs, limit: i64) -> Result<Vec<RequestRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM requests WHERE webhook_state = 'pending' AND webhook_next_at <= $1 \
+             ORDER BY webhook_next_at LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(request_row).collect()
+    }
+
+    async fn webhook_attempted(
+        &self,
+        id: &str,
+        delivered: bool,
+        error: Option<&str>,
+        next_at: Option<UnixMs>,
+    ) -> Result<(), StoreError> {
+        let state = match (delivered, next_at) {
+            (true, _) => "delivered",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        sqlx::query(
+            "UPDATE requests SET webhook_state = $1, webhook_attempts = webhook_attempts + 1, \
+             webhook_next_at = $2, webhook_last_error = $3 WHERE id = $4 AND webhook_state = 'pending'",
+        )
+        .bind(state)
+        .bind(next_at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_expired(&self, now: UnixMs) -> Result<Vec<String>, StoreError> {
+        let paths: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM files WHERE expires_at < $1 \
+             OR request_id IN (SELECT id FROM requests WHERE expires_at < $1 AND status = 'COMPLETED') \
+             RETURNING path",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        sqlx::query(
+            "DELETE FROM requests WHERE expires_at < $1 AND status = 'COMPLETED' AND webhook_state <> 'pending'",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(paths)
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN status = 'IN_QUEUE' THEN 1 ELSE 0 END), 0)::BIGINT AS queued, \
+             COALESCE(SUM(CASE WHEN status = 'IN_PROGRESS' THEN 1 ELSE 0 END), 0)::BIGINT AS in_progress \
+             FROM requests WHERE status <> 'COMPLETED'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Counts {
+            queued: row.try_get("queued")?,
+            in_progress: row.try_get("in_progress")?,
+        })
+    }
+
+    async fn insert_key(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, secret_sha256, name, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&key.id)
+        .bind(&key.secret_sha256)
+        .bind(&key.name)
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, secret_sha256, name, created_at, revoked_at FROM api_keys WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(key_row).transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, secret_sha256, name, created_at, revoked_at FROM api_keys ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_row).collect()
+    }
+
+    async fn revoke_key(&self, id: &str, now: UnixMs) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_file(&self, file: FileRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO files (path, owner, request_id, content_type, size, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (path) DO UPDATE SET owner = excluded.owner, request_id = excluded.request_id, \
+             content_type = excluded.content_type, size = excluded.size, expires_at = excluded.expires_at",
+        )
+        .bind(&file.path)
+        .bind(&file.owner)
+        .bind(&file.request_id)
+        .bind(&file.content_type)
+        .bind(file.size)
+        .bind(file.created_at)
+        .bind(file.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_file(&self, path: &str) -> Result<Option<FileRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT path, owner, request_id, content_type, size, created_at, expires_at FROM files WHERE path = $1",
+        )
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(file_row).transpose()
+    }
+
+    async fn usage(
+        &self,
+        owner: &str,
+        first_day: &str,
+        last_day: &str,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT day, endpoint, requests, billable_seconds, cost_microusd FROM usage_daily \
+             WHERE owner = $1 AND day >= $2 AND day <= $3 ORDER BY day, endpoint",
+        )
+        .bind(owner)
+        .bind(first_day)
+        .bind(last_day)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(usage_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_are_numbered_in_order() {
+        assert_eq!(
+            super::numbered("a = ? AND b IN (?, ?)"),
+            "a = $1 AND b IN ($2, $3)"
+        );
+    }
+}
