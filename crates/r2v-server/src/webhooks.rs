@@ -97,13 +97,22 @@ async fn deliver(state: &AppState, row: &RequestRow) -> Result<(), String> {
     }
 }
 
-/// Drains due deliveries until `shutdown` flips.
+/// How long a claimed delivery is this dispatcher's: longer than a delivery can take (the
+/// fetcher's 30 s timeout), after which another dispatcher may retry it.
+const DELIVERY_LEASE_MS: i64 = 60_000;
+
+/// Drains due deliveries until `shutdown` flips. Every node runs one; each delivery is
+/// claimed in the store first, so exactly one dispatcher sends it.
 pub async fn run_dispatcher(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let due = match state.store.due_webhooks(now_ms(), 16).await {
+        let due = match state
+            .store
+            .claim_webhooks(now_ms(), 16, DELIVERY_LEASE_MS)
+            .await
+        {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read due webhooks");

@@ -347,8 +347,15 @@ pub trait RequestStore: Send + Sync {
         exhausted: Outcome,
         start_timeout: Outcome,
     ) -> Result<ReapReport, StoreError>;
-    /// Completed requests whose webhook is due.
-    async fn due_webhooks(&self, now: UnixMs, limit: i64) -> Result<Vec<RequestRow>, StoreError>;
+    /// Takes up to `limit` completed requests whose webhook is due, for one dispatcher: their
+    /// next attempt moves `lease_ms` ahead, so no other dispatcher (on any node) takes them
+    /// meanwhile, and one that dies mid-delivery leaves them due again after the lease.
+    async fn claim_webhooks(
+        &self,
+        now: UnixMs,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<RequestRow>, StoreError>;
     /// Records a delivery attempt: delivered, retry at `next_at`, or given up (`next_at` = None).
     async fn webhook_attempted(
         &self,

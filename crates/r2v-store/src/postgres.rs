@@ -335,11 +335,19 @@ impl RequestStore for PostgresStore {
         Ok(report)
     }
 
-    async fn due_webhooks(&self, now: UnixMs, limit: i64) -> Result<Vec<RequestRow>, StoreError> {
+    async fn claim_webhooks(
+        &self,
+        now: UnixMs,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<RequestRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM requests WHERE webhook_state = 'pending' AND webhook_next_at <= $1 \
-             ORDER BY webhook_next_at LIMIT $2"
+            "UPDATE requests SET webhook_next_at = $1 \
+             WHERE id IN (SELECT id FROM requests WHERE webhook_state = 'pending' AND webhook_next_at <= $2 \
+                          ORDER BY webhook_next_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             AND webhook_state = 'pending' AND webhook_next_at <= $2 RETURNING {COLUMNS}"
         ))
+        .bind(now + lease_ms)
         .bind(now)
         .bind(limit)
         .fetch_all(&self.pool)

@@ -319,12 +319,22 @@ impl RequestStore for SqliteStore {
         Ok(report)
     }
 
-    async fn due_webhooks(&self, now: UnixMs, limit: i64) -> Result<Vec<RequestRow>, StoreError> {
+    async fn claim_webhooks(
+        &self,
+        now: UnixMs,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<RequestRow>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM requests WHERE webhook_state = 'pending' AND webhook_next_at <= ? ORDER BY webhook_next_at LIMIT ?"
+            "UPDATE requests SET webhook_next_at = ? \
+             WHERE id IN (SELECT id FROM requests WHERE webhook_state = 'pending' AND webhook_next_at <= ? \
+                          ORDER BY webhook_next_at LIMIT ?) \
+             AND webhook_state = 'pending' AND webhook_next_at <= ? RETURNING {COLUMNS}"
         ))
+        .bind(now + lease_ms)
         .bind(now)
         .bind(limit)
+        .bind(now)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(request_row).collect()

@@ -423,6 +423,60 @@ async fn logs_keys_files_and_retention(store: &dyn RequestStore) {
     );
 }
 
+async fn each_webhook_goes_to_one_dispatcher(store: Arc<dyn RequestStore>) {
+    for n in 0..20 {
+        let mut new = request(&format!("h-{n:02}"), "k6", 0);
+        new.webhook_url = Some("https://example.com/hook".into());
+        store.insert(new).await.unwrap();
+    }
+    for id in drain(store.as_ref(), "w").await {
+        assert!(store.complete(&id, "w", success(), 1.0).await.unwrap());
+    }
+    let now = now_ms() + 10;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    let batch = store.claim_webhooks(now, 3, 60_000).await.unwrap();
+                    if batch.is_empty() {
+                        return ids;
+                    }
+                    ids.extend(batch.into_iter().map(|r| r.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!(
+        (all.len(), distinct.len()),
+        (20, 20),
+        "each delivery claimed once"
+    );
+    // A dispatcher that died leaves its deliveries due again after the lease; recorded ones
+    // are done.
+    store
+        .webhook_attempted("h-00", true, None, None)
+        .await
+        .unwrap();
+    store
+        .webhook_attempted("h-01", false, Some("503"), Some(now + 120_000))
+        .await
+        .unwrap();
+    let again = store
+        .claim_webhooks(now + 61_000, 100, 60_000)
+        .await
+        .unwrap();
+    let again: HashSet<String> = again.into_iter().map(|r| r.id).collect();
+    assert_eq!(again.len(), 18, "{again:?}");
+    assert!(!again.contains("h-00") && !again.contains("h-01"));
+}
+
 /// The whole suite against one backend.
 async fn suite(store: Arc<dyn RequestStore>) {
     queue_order_and_positions(store.as_ref()).await;
@@ -432,6 +486,7 @@ async fn suite(store: Arc<dyn RequestStore>) {
     cancel_racing_completion(store.as_ref()).await;
     expired_leases_retry_then_fail(store.as_ref()).await;
     logs_keys_files_and_retention(store.as_ref()).await;
+    each_webhook_goes_to_one_dispatcher(store.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,7 +1,8 @@
 //! Two `r2v serve` nodes on one Postgres database (issue #13's first step): every call of a
 //! request may go to either node (submit on one; status, stream and result on the other),
 //! a node killed with `kill -9` loses nothing (the other node's reaper requeues what its
-//! workers held, and the other node's workers finish it), and usage stays exact.
+//! workers held, and the other node's workers finish it), each webhook is delivered once
+//! though both nodes dispatch, and usage stays exact.
 //!
 //! The nodes share a data directory (signing keys and files) on this host; S3 and shared
 //! secrets for nodes on several hosts are the rest of issue #13.
@@ -14,14 +15,16 @@ mod postgres;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
-use util::{FLASH, Server, auth, http, small, status};
+use util::{FLASH, Receiver, Server, assert_one_ok_webhook_each, auth, http, small, status};
 
 #[test]
 fn two_nodes_on_one_postgres_share_the_queue_and_survive_a_kill_9() {
     let db = postgres::TempPostgres::start();
     let dir = tempfile::tempdir().unwrap();
     let client = http();
+    let receiver = Receiver::start();
     let args = [
+        "--allow-private-urls",
         "--database-url",
         &db.url,
         "--x264-preset",
@@ -43,7 +46,7 @@ fn two_nodes_on_one_postgres_share_the_queue_and_survive_a_kill_9() {
     let ids: Vec<String> = (0..12)
         .map(|i| {
             let response: Value = client
-                .post(format!("{}/{FLASH}", a.base))
+                .post(format!("{}/{FLASH}?fal_webhook={}", a.base, receiver.url))
                 .header("authorization", auth(&key))
                 .json(&small(&format!("Request {i} on a fleet.")))
                 .send()
@@ -102,6 +105,8 @@ fn two_nodes_on_one_postgres_share_the_queue_and_survive_a_kill_9() {
         let file = client.get(format!("{}{path}", b.base)).send().unwrap();
         assert_eq!(file.status(), 200, "node B serves {url}");
     }
+    // Both nodes run a webhook dispatcher; each delivery is claimed, so it is sent once.
+    assert_one_ok_webhook_each(&client, &b, &receiver, &ids);
     let usage: Value = client
         .get(format!("{}/usage", b.base))
         .header("authorization", auth(&key))

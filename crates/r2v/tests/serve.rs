@@ -7,13 +7,12 @@ mod util;
 
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use util::{
-    FLASH, Receiver, Server, auth, http, repo_root, result, run_script, small, status,
-    wait_all_completed,
+    FLASH, Receiver, Server, assert_one_ok_webhook_each, auth, http, repo_root, result, run_script,
+    small, status, wait_all_completed,
 };
 
 fn submit(
@@ -86,68 +85,6 @@ fn official_clients_pass_against_r2v_serve() {
         &key,
         &[],
     );
-}
-
-/// Waits for the deliveries, then checks that every id got exactly one OK delivery whose
-/// signature verifies against the server's JWKS.
-fn assert_one_ok_webhook_each(
-    client: &Client,
-    server: &Server,
-    receiver: &Receiver,
-    ids: &[String],
-) {
-    wait_for_webhooks(receiver, ids.len());
-    let jwks: Value = client
-        .get(format!("{}/.well-known/jwks.json", server.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    use base64::Engine;
-    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
-    use sha2::{Digest, Sha256};
-    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(jwks["keys"][0]["x"].as_str().unwrap())
-        .unwrap();
-    let key = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
-    let deliveries = receiver.deliveries.lock().unwrap();
-    let mut per_id: HashMap<String, usize> = HashMap::new();
-    for (headers, body) in deliveries.iter() {
-        let payload: Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(payload["status"], "OK", "{payload}");
-        let id = payload["request_id"].as_str().unwrap().to_owned();
-        let message = format!(
-            "{id}\n{}\n{}\n{}",
-            headers["x-fal-webhook-user-id"],
-            headers["x-fal-webhook-timestamp"],
-            hex::encode(Sha256::digest(body))
-        );
-        let signature =
-            Signature::from_slice(&hex::decode(&headers["x-fal-webhook-signature"]).unwrap())
-                .unwrap();
-        key.verify(message.as_bytes(), &signature)
-            .expect("the webhook signature verifies");
-        *per_id.entry(id).or_default() += 1;
-    }
-    for id in ids {
-        assert_eq!(
-            per_id.get(id),
-            Some(&1),
-            "request {id} got {:?} webhooks",
-            per_id.get(id)
-        );
-    }
-    assert_eq!(per_id.len(), ids.len());
-}
-
-fn wait_for_webhooks(receiver: &Receiver, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while receiver.deliveries.lock().unwrap().len() < n {
-        assert!(Instant::now() < deadline, "webhooks missing");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Any duplicate would follow quickly; give it the chance to show up.
-    std::thread::sleep(Duration::from_secs(2));
 }
 
 #[test]
@@ -722,7 +659,6 @@ fn a_job_for_an_endpoint_no_worker_serves_is_never_run_as_another() {
     let owner = key.split(':').next().unwrap().to_owned();
     let id = "0193e5a8-0000-7000-8000-00000000e9d1".to_owned();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        use r2v_store::RequestStore;
         let store = r2v_server::open_store(dir.path(), None).await.unwrap();
         store
             .insert(r2v_store::NewRequest {

@@ -336,3 +336,66 @@ impl Receiver {
         Receiver { url, deliveries }
     }
 }
+
+/// Waits for the deliveries, then checks that every id got exactly one OK delivery whose
+/// signature verifies against the server's JWKS.
+pub fn assert_one_ok_webhook_each(
+    client: &reqwest::blocking::Client,
+    server: &Server,
+    receiver: &Receiver,
+    ids: &[String],
+) {
+    wait_for_webhooks(receiver, ids.len());
+    let jwks: serde_json::Value = client
+        .get(format!("{}/.well-known/jwks.json", server.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    use base64::Engine;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    use sha2::{Digest, Sha256};
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
+    let key = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
+    let deliveries = receiver.deliveries.lock().unwrap();
+    let mut per_id: std::collections::HashMap<String, usize> = Default::default();
+    for (headers, body) in deliveries.iter() {
+        let payload: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(payload["status"], "OK", "{payload}");
+        let id = payload["request_id"].as_str().unwrap().to_owned();
+        let message = format!(
+            "{id}\n{}\n{}\n{}",
+            headers["x-fal-webhook-user-id"],
+            headers["x-fal-webhook-timestamp"],
+            hex::encode(Sha256::digest(body))
+        );
+        let signature =
+            Signature::from_slice(&hex::decode(&headers["x-fal-webhook-signature"]).unwrap())
+                .unwrap();
+        key.verify(message.as_bytes(), &signature)
+            .expect("the webhook signature verifies");
+        *per_id.entry(id).or_default() += 1;
+    }
+    for id in ids {
+        assert_eq!(
+            per_id.get(id),
+            Some(&1),
+            "request {id} got {:?} webhooks",
+            per_id.get(id)
+        );
+    }
+    assert_eq!(per_id.len(), ids.len());
+}
+
+pub fn wait_for_webhooks(receiver: &Receiver, n: usize) {
+    // A delivery claimed by a node that died is retried after its lease (60 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while receiver.deliveries.lock().unwrap().len() < n {
+        assert!(std::time::Instant::now() < deadline, "webhooks missing");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Any duplicate would follow quickly; give it the chance to show up.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+}
