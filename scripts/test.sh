@@ -12,6 +12,10 @@ tests/conformance/py/.venv/bin/pip install --quiet --disable-pip-version-check -
 # schemathesis, pinned, checks /openapi.json against the running server (tests/openapi.rs).
 [ -x tests/schemathesis/.venv/bin/python ] || python3 -m venv tests/schemathesis/.venv
 tests/schemathesis/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/schemathesis/requirements.txt
+# An S3 server that speaks the real protocol (s3s-fs, pinned; 0.14.1 builds with the pinned
+# Rust), for the fleet tests (tests/fleet.rs). Built once into target/tools.
+[ -x target/tools/bin/s3s-fs ] ||
+  cargo install s3s-fs --version 0.14.1 --features binary --locked --root target/tools --quiet
 # Property tests (no-panic checks) run this many cases each: bounded, but more than the default.
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
 # The fuzz targets (bolero, `tests/fuzz.rs` of r2v-api and r2v-media) run on random inputs for

@@ -25,6 +25,9 @@ pub struct ServerConfig {
     /// A Postgres database for the request store (`postgres://…`), shared by a fleet's API
     /// nodes; SQLite in `data_dir` without one.
     pub database_url: Option<Secret>,
+    /// An S3-compatible bucket for uploads and outputs (`s3://bucket[/prefix]`), shared by a
+    /// fleet's API nodes; `files/` in `data_dir` without one.
+    pub storage_url: Option<String>,
     /// Require API keys (`Authorization: Key id:secret`).
     pub auth: bool,
     /// Let reference URLs and webhooks reach loopback, private and link-local addresses.
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: default_data_dir(),
             database_url: None,
+            storage_url: None,
             auth: true,
             allow_private_urls: false,
             workers: 1,

@@ -1,14 +1,16 @@
-//! [`FileStore`]: uploads and outputs in an `object_store` (the local filesystem here;
-//! S3 later), served through signed, expiring URLs.
+//! [`FileStore`]: uploads and outputs in an `object_store` (the local filesystem, or an
+//! S3-compatible bucket that a fleet's nodes share), served through signed, expiring URLs
+//! of the API (any node can answer them: the signing key is shared through the store).
 //!
 //! Signatures are HMAC-SHA256 over a purpose tag and the signed fields, so a file-read
-//! signature can never stand in for an upload or a CDN token. The signing key is kept
-//! in the data directory.
+//! signature can never stand in for an upload or a CDN token.
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, WriteMultipart};
 use sha2::Sha256;
 use std::sync::Arc;
@@ -21,14 +23,36 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Files under `root`, URLs signed with `key`.
+    /// Files under `root` on the local disk, URLs signed with `key`.
     pub fn open(root: &std::path::Path, key: Vec<u8>) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
         let objects = LocalFileSystem::new_with_prefix(root).map_err(std::io::Error::other)?;
-        Ok(Self {
-            objects: Arc::new(objects),
+        Ok(Self::new(Arc::new(objects), key))
+    }
+
+    /// Files in the bucket of `url` (`s3://bucket[/prefix]`), under its prefix; the endpoint,
+    /// region and credentials come from the usual AWS variables (`AWS_ENDPOINT`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`…).
+    pub fn open_s3(url: &str, key: Vec<u8>) -> Result<Self, object_store::Error> {
+        let parsed = url::Url::parse(url).map_err(|e| object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(e),
+        })?;
+        let bucket = AmazonS3Builder::from_env().with_url(url).build()?;
+        let prefix = parsed.path().trim_matches('/');
+        let objects: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(bucket)
+        } else {
+            Arc::new(PrefixStore::new(bucket, prefix))
+        };
+        Ok(Self::new(objects, key))
+    }
+
+    fn new(objects: Arc<dyn ObjectStore>, key: Vec<u8>) -> Self {
+        Self {
+            objects,
             key: Arc::new(key),
-        })
+        }
     }
 
     /// Stores `bytes` at `path`.

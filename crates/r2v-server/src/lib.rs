@@ -97,12 +97,21 @@ pub async fn serve(
         None
     };
     let secrets_dir = config.data_dir.join("secrets");
-    let url_key = secrets::load_or_create(&secrets_dir, "url_hmac", 32)
+    let url_key = secrets::shared(store.as_ref(), &secrets_dir, "url_hmac", 32)
+        .await
         .map_err(io("reading the URL signing key"))?;
-    let files = FileStore::open(&config.data_dir.join("files"), url_key)
-        .map_err(io("opening the file store"))?;
-    let webhooks = WebhookSigner::load_or_create(&secrets_dir)
-        .map_err(io("reading the webhook signing key"))?;
+    let files = match &config.storage_url {
+        Some(url) => FileStore::open_s3(url, url_key)
+            .map_err(|e| io(format!("opening the bucket {url}"))(std::io::Error::other(e)))?,
+        None => FileStore::open(&config.data_dir.join("files"), url_key)
+            .map_err(io("opening the file store"))?,
+    };
+    let webhooks = WebhookSigner::from_seed(
+        &secrets::shared(store.as_ref(), &secrets_dir, "webhook_ed25519", 32)
+            .await
+            .map_err(io("reading the webhook signing key"))?,
+    )
+    .map_err(io("reading the webhook signing key"))?;
     let node_id = hex::encode(
         secrets::load_or_create(&secrets_dir, "node_id", 6).map_err(io("reading the node id"))?,
     );
@@ -190,7 +199,13 @@ pub async fn serve(
         header_timeout: Duration::from_secs_f64(config.header_timeout_seconds),
         body_idle_timeout: Duration::from_secs_f64(config.body_idle_timeout_seconds),
     };
-    let served = listen::serve(listener, app, limits, shutdown_signal()).await;
+    let shutdown = async {
+        shutdown_signal().await;
+        tracing::info!(
+            "shutting down: no new claims; running requests go back to the queue on the next start"
+        );
+    };
+    let served = listen::serve(listener, app, limits, shutdown).await;
     let _ = stop.send(true);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -198,7 +213,8 @@ pub async fn serve(
     served.map_err(io("serving HTTP"))
 }
 
-async fn shutdown_signal() {
+/// Returns at Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -217,7 +233,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
-    tracing::info!(
-        "shutting down: no new claims; running requests go back to the queue on the next start"
-    );
 }

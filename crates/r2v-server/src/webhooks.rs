@@ -11,7 +11,6 @@ use ed25519_dalek::{Signer, SigningKey};
 use r2v_store::{RequestRow, now_ms};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::path::Path;
 use std::time::Duration;
 
 /// The webhook signing key.
@@ -22,9 +21,8 @@ pub struct WebhookSigner {
 }
 
 impl WebhookSigner {
-    /// Loads the key from `dir`, creating it on first start.
-    pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
-        let bytes = crate::secrets::load_or_create(dir, "webhook_ed25519", 32)?;
+    /// The key of a 32-byte Ed25519 seed.
+    pub fn from_seed(bytes: &[u8]) -> std::io::Result<Self> {
         let seed: [u8; 32] = bytes.try_into().map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -170,7 +168,8 @@ mod tests {
     #[test]
     fn signature_verifies_against_the_jwks_key_and_survives_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let signer = WebhookSigner::load_or_create(dir.path()).unwrap();
+        let seed = crate::secrets::load_or_create(dir.path(), "webhook_ed25519", 32).unwrap();
+        let signer = WebhookSigner::from_seed(&seed).unwrap();
         let body = br#"{"status":"OK"}"#;
         let sig = signer.sign("rid", "uid", 1700000000, body);
         let jwks = signer.jwks();
@@ -185,10 +184,8 @@ mod tests {
         let signature = Signature::from_slice(&hex::decode(&sig).unwrap()).unwrap();
         assert!(key.verify(message.as_bytes(), &signature).is_ok());
         assert!(key.verify(b"tampered", &signature).is_err());
-        assert_eq!(
-            WebhookSigner::load_or_create(dir.path()).unwrap().jwks(),
-            jwks
-        );
+        let reloaded = crate::secrets::load_or_create(dir.path(), "webhook_ed25519", 32).unwrap();
+        assert_eq!(WebhookSigner::from_seed(&reloaded).unwrap().jwks(), jwks);
         assert_eq!(
             (backoff_ms(1), backoff_ms(2), backoff_ms(30)),
             (1000, 2000, 300_000)

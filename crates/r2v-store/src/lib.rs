@@ -380,6 +380,9 @@ pub trait RequestStore: Send + Sync {
     async fn insert_file(&self, file: FileRecord) -> Result<(), StoreError>;
     /// A blob's record.
     async fn get_file(&self, path: &str) -> Result<Option<FileRecord>, StoreError>;
+    /// The secret `name` that every node sharing this store uses: `candidate` if none was
+    /// stored yet (the first node's wins), else the stored one.
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
     /// `owner`'s usage per day and endpoint for days in `first_day..=last_day`
     /// (`YYYY-MM-DD`), oldest first.
     async fn usage(

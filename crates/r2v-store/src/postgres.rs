@@ -484,6 +484,21 @@ impl RequestStore for PostgresStore {
         row.as_ref().map(file_row).transpose()
     }
 
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(hex::encode(candidate))
+        .execute(&self.pool)
+        .await?;
+        let value: String = sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        hex::decode(value).map_err(|e| StoreError::Corrupt(format!("secret {name}: {e}")))
+    }
+
     async fn usage(
         &self,
         owner: &str,

@@ -477,6 +477,16 @@ async fn each_webhook_goes_to_one_dispatcher(store: Arc<dyn RequestStore>) {
     assert!(!again.contains("h-00") && !again.contains("h-01"));
 }
 
+async fn the_first_secret_stored_wins(store: &dyn RequestStore) {
+    let first = store.shared_secret("url_hmac", &[1, 2, 3]).await.unwrap();
+    let second = store.shared_secret("url_hmac", &[9, 9, 9]).await.unwrap();
+    assert_eq!(
+        (first.as_slice(), second.as_slice()),
+        (&[1u8, 2, 3][..], &[1u8, 2, 3][..])
+    );
+    assert_eq!(store.shared_secret("other", &[7]).await.unwrap(), [7]);
+}
+
 /// The whole suite against one backend.
 async fn suite(store: Arc<dyn RequestStore>) {
     queue_order_and_positions(store.as_ref()).await;
@@ -487,6 +497,7 @@ async fn suite(store: Arc<dyn RequestStore>) {
     expired_leases_retry_then_fail(store.as_ref()).await;
     logs_keys_files_and_retention(store.as_ref()).await;
     each_webhook_goes_to_one_dispatcher(store.clone()).await;
+    the_first_secret_stored_wins(store.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

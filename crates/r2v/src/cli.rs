@@ -434,6 +434,16 @@ fn postgres_url(text: &str) -> Result<String, String> {
     }
 }
 
+/// An `s3://bucket[/prefix]` URL.
+fn s3_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(url) if url.scheme() == "s3" && url.host_str().is_some_and(|h| !h.is_empty()) => {
+            Ok(text.trim_end_matches('/').to_owned())
+        }
+        _ => Err("must be an s3://bucket[/prefix] URL".to_owned()),
+    }
+}
+
 /// A worker token: at least 16 characters.
 fn worker_token(text: &str) -> Result<String, String> {
     if text.chars().count() >= 16 {
@@ -470,6 +480,12 @@ pub struct ServeArgs {
     /// directory].
     #[arg(long, env = "R2V_DATABASE_URL", value_parser = postgres_url)]
     pub database_url: Option<String>,
+    /// An S3-compatible bucket for uploads and outputs, which several API nodes may share
+    /// (`s3://bucket/prefix`; endpoint, region and credentials from `AWS_ENDPOINT`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`)
+    /// [default: files/ in the data directory].
+    #[arg(long, env = "R2V_STORAGE_URL", value_parser = s3_url)]
+    pub storage_url: Option<String>,
     /// Serve without API keys (every caller is `anonymous`).
     #[arg(long, env = "R2V_NO_AUTH")]
     pub no_auth: bool,

@@ -73,6 +73,7 @@ pub fn resolve_config(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         listen: args.listen.unwrap_or(defaults.listen),
         data_dir: args.data_dir.clone().unwrap_or(defaults.data_dir),
         database_url: args.database_url.clone().map(Secret),
+        storage_url: args.storage_url.clone(),
         auth: !args.no_auth,
         allow_private_urls: args.allow_private_urls,
         workers: args.workers.unwrap_or(defaults.workers),
@@ -189,6 +190,7 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
             ..FetchPolicy::default()
         })?;
         let loader = ReferenceLoader::new(fetcher, Tools::default()).with_resolver(source.clone());
+        // The server enforces the operator's prompt policy at submit.
         let generator = Generator::new(
             engine(args.engine, &args.wan, &crate::wan::default_kernel_cache())?,
             loader,
@@ -196,8 +198,11 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         )
         .with_x264_preset(args.x264_preset.clone());
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        // SIGTERM or Ctrl-C drains the worker: it claims nothing more and exits once the
+        // request it is rendering is reported.
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            r2v_server::shutdown_signal().await;
+            tracing::info!("draining: finishing the current request, then exiting");
             let _ = stop.send(true);
         });
         println!("r2v worker {id} taking work from {}", args.api);

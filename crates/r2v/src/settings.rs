@@ -165,6 +165,7 @@ mod tests {
             "price_720p_usd" | "price_1080p_usd" => "0.2",
             "api" => "\"http://10.0.0.5:8080\"",
             "database_url" => "\"postgres://r2v:pw@db:5432/r2v\"",
+            "storage_url" => "\"s3://bucket/r2v\"",
             "id" => "\"w1\"",
             "log_format" => "\"json\"",
             other => panic!("no sample value for the key `{other}`: add one"),

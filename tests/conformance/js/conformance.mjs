@@ -10,6 +10,8 @@ import { readFileSync } from "node:fs";
 import assert from "node:assert/strict";
 
 const BASE = process.env.R2V_BASE;
+// Where the server's own URLs point (its --public-url): BASE unless a fleet test says otherwise.
+const PUBLIC = process.env.R2V_PUBLIC_BASE || BASE;
 const KEY = process.env.R2V_KEY;
 const EXAMPLES = process.env.R2V_EXAMPLES;
 const ENDPOINT = "wan/v2.6/reference-to-video/flash";
@@ -28,7 +30,7 @@ function checkVideo(data, frames = 150) {
   assert.equal(data.video.content_type, "video/mp4");
   assert.equal(data.video.num_frames, frames);
   assert.equal(data.video.fps, 30);
-  assert.ok(data.video.url.startsWith(`${BASE}/files/`), data.video.url);
+  assert.ok(data.video.url.startsWith(`${PUBLIC}/files/`), data.video.url);
   assert.equal(typeof data.seed, "number");
 }
 
@@ -151,7 +153,7 @@ test("cancel a running and a queued request", async () => {
 test("storage upload, then the returned URL as a reference", async () => {
   const png = readFileSync(`${EXAMPLES}/character-warm.png`);
   const url = await fal.storage.upload(new Blob([png], { type: "image/png" }));
-  assert.ok(url.startsWith(`${BASE}/files/`), url);
+  assert.ok(url.startsWith(`${PUBLIC}/files/`), url);
   const back = Buffer.from(await (await fetch(url)).arrayBuffer());
   assert.ok(back.equals(png), "the file reads back");
   const { data } = await fal.subscribe(ENDPOINT, { input: { prompt: "Character1 smiles.", image_urls: [url], ...small } });

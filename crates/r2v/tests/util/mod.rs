@@ -107,11 +107,24 @@ pub struct Server {
 impl Server {
     /// Starts `r2v serve --listen 127.0.0.1:0 --data-dir DIR ARGS…` and waits until it listens.
     pub fn start(data_dir: &Path, args: &[&str]) -> Server {
+        Self::start_with_env(data_dir, args, &[])
+    }
+
+    /// [`Server::start`] with more environment variables (and `--listen` when ARGS has none).
+    pub fn start_with_env(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_r2v"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("serve")
+            .args(listen)
+            .arg("--data-dir")
             .arg(data_dir)
             .args(args)
+            .envs(envs.iter().copied())
             .env("R2V_LOG", "warn")
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -398,4 +411,13 @@ pub fn wait_for_webhooks(receiver: &Receiver, n: usize) {
     }
     // Any duplicate would follow quickly; give it the chance to show up.
     std::thread::sleep(std::time::Duration::from_secs(2));
+}
+
+/// A free loopback port (free when asked; a server started right after can take it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
