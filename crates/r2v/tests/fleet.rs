@@ -1,8 +1,9 @@
 //! Two `r2v serve` nodes on one Postgres database (issue #13's first step): every call of a
 //! request may go to either node (submit on one; status, stream and result on the other),
 //! a node killed with `kill -9` loses nothing (the other node's reaper requeues what its
-//! workers held, and the other node's workers finish it), each webhook is delivered once
-//! though both nodes dispatch, and usage stays exact.
+//! workers held, and the other node's workers finish it), a Postgres crash and restart right
+//! after needs no intervention, each webhook is delivered once though both nodes dispatch,
+//! and usage stays exact.
 //!
 //! The second test gives each node its own data directory, as on separate hosts: files go to
 //! an S3 server (`s3s-fs`, speaking the real protocol on loopback) and the signing keys come
@@ -99,6 +100,8 @@ fn two_nodes_on_one_postgres_share_the_queue_and_survive_a_kill_9() {
         std::thread::sleep(Duration::from_millis(100));
     }
     a.kill9();
+    // Postgres crashes and comes back; node B and its worker reconnect by themselves.
+    db.restart();
     util::wait_all_completed(&client, &b, &key, &ids, Duration::from_secs(300));
     for id in &ids {
         let response = util::result(&client, &b, &key, id);

@@ -112,6 +112,22 @@ impl TempPostgres {
     }
 }
 
+impl TempPostgres {
+    /// Stops the server at once (as a crash would) and starts it again on the same port.
+    pub fn restart(&self) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("postgres.log");
+        // With a log file, so the server does not hold our pipes open (the options of the
+        // first start are kept in postmaster.opts).
+        let (data, log) = (data.to_str().unwrap(), log.to_str().unwrap());
+        self.run(
+            "pg_ctl",
+            &["-D", data, "-m", "immediate", "-l", log, "-w", "restart"],
+            true,
+        );
+    }
+}
+
 impl Drop for TempPostgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
