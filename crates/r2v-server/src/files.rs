@@ -153,20 +153,34 @@ impl FileStore {
         self.signed_path(route_path, query, now_s)
     }
 
-    /// Concatenates the objects at `parts`, in order, into `dest` without holding more
-    /// than a part in memory; returns the size. The parts are left in place.
-    pub async fn join(&self, parts: &[String], dest: &str) -> Result<u64, object_store::Error> {
+    /// A file written at `dest` piece by piece (a multipart upload's parts, in order),
+    /// holding at most a couple of pieces in memory.
+    pub async fn joiner(&self, dest: &str) -> Result<Joiner, object_store::Error> {
         let upload = self.objects.put_multipart(&ObjectPath::from(dest)).await?;
-        let mut writer = WriteMultipart::new(upload);
-        let mut size = 0;
-        for part in parts {
-            let bytes = self.get(part).await?;
-            size += bytes.len() as u64;
-            writer.wait_for_capacity(2).await?;
-            writer.put(bytes);
-        }
-        writer.finish().await?;
-        Ok(size)
+        Ok(Joiner(WriteMultipart::new(upload)))
+    }
+}
+
+/// A file being written from pieces ([`FileStore::joiner`]): `finish` stores it, `abort`
+/// drops what was written.
+pub struct Joiner(WriteMultipart);
+
+impl Joiner {
+    /// Appends `bytes`, first waiting until earlier pieces are written.
+    pub async fn push(&mut self, bytes: Bytes) -> Result<(), object_store::Error> {
+        self.0.wait_for_capacity(2).await?;
+        self.0.put(bytes);
+        Ok(())
+    }
+
+    /// Stores the file.
+    pub async fn finish(self) -> Result<(), object_store::Error> {
+        self.0.finish().await.map(drop)
+    }
+
+    /// Gives the file up.
+    pub async fn abort(self) -> Result<(), object_store::Error> {
+        self.0.abort().await
     }
 }
 

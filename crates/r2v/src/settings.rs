@@ -60,20 +60,20 @@ pub fn parse(argv: Vec<OsString>) -> Result<Cli, SettingsError> {
     full.extend(extra.into_iter().map(OsString::from));
     match strict(&full) {
         Ok(matches) => from_matches(&matches),
-        // The command line's own mistakes (and --help) are reported as such.
-        Err(_)
-            if strict(&argv)
-                .is_err_and(|e| e.kind() != clap::error::ErrorKind::MissingRequiredArgument) =>
-        {
-            Err(SettingsError::Flags(strict(&argv).unwrap_err()))
-        }
-        Err(e) => Err(in_file(
-            e.render()
-                .to_string()
-                .trim_start_matches("error: ")
-                .trim_end()
-                .to_owned(),
-        )),
+        Err(error) => match strict(&argv) {
+            // The command line's own mistakes (and --help) are reported as such.
+            Err(own) if own.kind() != clap::error::ErrorKind::MissingRequiredArgument => {
+                Err(SettingsError::Flags(own))
+            }
+            _ => Err(in_file(
+                error
+                    .render()
+                    .to_string()
+                    .trim_start_matches("error: ")
+                    .trim_end()
+                    .to_owned(),
+            )),
+        },
     }
 }
 

@@ -9,7 +9,7 @@
 
 use crate::auth::{self, Caller, UploadCaller};
 use crate::error::ApiError;
-use crate::files::safe_file_name;
+use crate::files::{Joiner, safe_file_name};
 use crate::routes::read_body;
 use crate::state::AppState;
 use axum::Json;
@@ -315,34 +315,23 @@ async fn join_parts(
     if complete.parts.is_empty() {
         return Err(ApiError::BadRequest("No parts were listed".into()));
     }
-    let mut paths = Vec::with_capacity(complete.parts.len());
-    let mut total = 0u64;
+    let internal = |e: object_store::Error| ApiError::Internal(e.to_string());
+    // Each part is read once: checked, then appended.
+    let mut file = state.files.joiner(joined.path).await.map_err(internal)?;
+    let mut size = 0u64;
     for part in &complete.parts {
-        let path = part_path(joined.upload_id, part.part_number);
-        let data = state.files.get(&path).await.map_err(|_| {
-            ApiError::BadRequest(format!("Part {} was not uploaded", part.part_number))
-        })?;
-        if part_etag(&data) != part.etag.trim_matches('"') {
-            return Err(ApiError::BadRequest(format!(
-                "Part {} has another etag",
-                part.part_number
-            )));
+        let checked = append_part(state, &mut file, joined.upload_id, part, &mut size).await;
+        if let Err(error) = checked {
+            let _ = file.abort().await;
+            return Err(error);
         }
-        total += data.len() as u64;
-        if total > state.config.max_body_bytes {
-            return Err(ApiError::Request(r2v_api::RequestError::TooLarge {
-                limit: state.config.max_body_bytes,
-            }));
-        }
-        paths.push(path);
     }
-    let size = state
-        .files
-        .join(&paths, joined.path)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    for path in &paths {
-        let _ = state.files.delete(path).await;
+    file.finish().await.map_err(internal)?;
+    for part in &complete.parts {
+        let _ = state
+            .files
+            .delete(&part_path(joined.upload_id, part.part_number))
+            .await;
     }
     record(
         state,
@@ -353,6 +342,37 @@ async fn join_parts(
         joined.ttl,
     )
     .await
+}
+
+/// Appends one listed part to `file` if it was uploaded with that etag and the file stays
+/// within `--max-body-bytes`; `size` counts the bytes so far.
+async fn append_part(
+    state: &AppState,
+    file: &mut Joiner,
+    upload_id: &str,
+    part: &Part,
+    size: &mut u64,
+) -> Result<(), ApiError> {
+    let data = state
+        .files
+        .get(&part_path(upload_id, part.part_number))
+        .await
+        .map_err(|_| ApiError::BadRequest(format!("Part {} was not uploaded", part.part_number)))?;
+    if part_etag(&data) != part.etag.trim_matches('"') {
+        return Err(ApiError::BadRequest(format!(
+            "Part {} has another etag",
+            part.part_number
+        )));
+    }
+    *size += data.len() as u64;
+    if *size > state.config.max_body_bytes {
+        return Err(ApiError::Request(r2v_api::RequestError::TooLarge {
+            limit: state.config.max_body_bytes,
+        }));
+    }
+    file.push(data)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// `POST /storage/upload/multipart/{upload_id}/{name}/complete?…`: joins the parts.
@@ -467,14 +487,26 @@ pub async fn cdn_multipart_initiate(
     ))
 }
 
+/// What a Python multipart call names.
+struct CdnTarget {
+    /// The stored file's path.
+    path: String,
+    /// The upload's id.
+    upload_id: String,
+    /// `complete`, or a part number.
+    step: String,
+    /// Seconds the file's URL has left.
+    ttl: i64,
+}
+
 /// A Python multipart call's target, from the `/files/` route path
-/// `{exp}.{sig}/{path}/multipart/{uploadId}/{step}`: the stored path, the upload id, the
-/// step (`complete` or a part number) and the seconds the file has left.
+/// `{exp}.{sig}/{path}/multipart/{uploadId}/{step}`, when the URL is valid and the upload
+/// is the caller's.
 fn cdn_multipart_target(
     state: &AppState,
     caller: &Caller,
     route_path: &str,
-) -> Result<(String, String, String, i64), ApiError> {
+) -> Result<CdnTarget, ApiError> {
     let missing = || ApiError::NotFound("Upload not found or expired".into());
     let mut pieces = route_path.rsplitn(4, '/');
     let (Some(step), Some(upload_id), Some("multipart"), Some(file)) =
@@ -494,7 +526,12 @@ fn cdn_multipart_target(
         .split_once('.')
         .and_then(|(exp, _)| exp.parse().ok())
         .ok_or_else(missing)?;
-    Ok((path, upload_id.to_owned(), step.to_owned(), exp - now))
+    Ok(CdnTarget {
+        path,
+        upload_id: upload_id.to_owned(),
+        step: step.to_owned(),
+        ttl: exp - now,
+    })
 }
 
 /// `PUT {access_url}/multipart/{uploadId}/{n}`: one part of a Python multipart upload.
@@ -505,11 +542,12 @@ pub async fn cdn_multipart_part(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (_, upload_id, step, _) = cdn_multipart_target(&state, &caller, &route_path)?;
+    let target = cdn_multipart_target(&state, &caller, &route_path)?;
+    let step = &target.step;
     let part = step
         .parse::<u32>()
         .map_err(|_| ApiError::BadRequest(format!("'{step}' is not a part number")))?;
-    store_part(&state, &upload_id, part, &headers, body).await
+    store_part(&state, &target.upload_id, part, &headers, body).await
 }
 
 /// `POST {access_url}/multipart/{uploadId}/complete`: joins the parts into the file that
@@ -521,7 +559,12 @@ pub async fn cdn_multipart_complete(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (path, upload_id, step, ttl) = cdn_multipart_target(&state, &caller, &route_path)?;
+    let CdnTarget {
+        path,
+        upload_id,
+        step,
+        ttl,
+    } = cdn_multipart_target(&state, &caller, &route_path)?;
     if step != "complete" {
         return Err(ApiError::NotFound("Not found".into()));
     }

@@ -66,27 +66,14 @@ fn usd(microusd: i64) -> f64 {
     microusd as f64 / MICROUSD_PER_USD as f64
 }
 
-/// A `YYYY-MM-DD` day, or a 400 naming the parameter.
+/// A `YYYY-MM-DD` day (a real one: humantime checks the calendar), or a 400 naming the
+/// parameter.
 fn day(name: &str, value: &str) -> Result<String, ApiError> {
-    let bytes = value.as_bytes();
-    let digits = |r: std::ops::Range<usize>| bytes[r].iter().all(u8::is_ascii_digit);
-    let shaped = bytes.len() == 10
-        && bytes[4] == b'-'
-        && bytes[7] == b'-'
-        && digits(0..4)
-        && digits(5..7)
-        && digits(8..10);
-    let month = value.get(5..7).and_then(|m| m.parse::<u8>().ok());
-    let day = value.get(8..10).and_then(|d| d.parse::<u8>().ok());
-    if shaped
-        && month.is_some_and(|m| (1..=12).contains(&m))
-        && day.is_some_and(|d| (1..=31).contains(&d))
-    {
-        Ok(value.to_owned())
-    } else {
-        Err(ApiError::BadRequest(format!(
+    match humantime::parse_rfc3339(&format!("{value}T00:00:00Z")) {
+        Ok(_) if value.len() == 10 => Ok(value.to_owned()),
+        _ => Err(ApiError::BadRequest(format!(
             "{name} must be a date as YYYY-MM-DD, not '{value}'"
-        )))
+        ))),
     }
 }
 

@@ -114,7 +114,10 @@ impl TempPostgres {
 
 impl TempPostgres {
     /// Stops the server at once (as a crash would) and starts it again on the same port.
-    #[allow(dead_code, reason = "crates/r2v/tests/fleet.rs, which includes this file, uses it")]
+    #[allow(
+        dead_code,
+        reason = "crates/r2v/tests/fleet.rs, which includes this file, uses it"
+    )]
     pub fn restart(&self) {
         let data = self.dir.path().join("data");
         let log = self.dir.path().join("postgres.log");
