@@ -24,6 +24,10 @@ have_browser() {
 have_postgres() {
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
 }
+# With --clients also nginx, the balancer of the fleet tests (and of docs/nginx-r2v.conf).
+have_nginx() {
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1
+}
 have_vulkan() {
   ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1 &&
     { ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null; }
@@ -46,6 +50,9 @@ fi
 if [ $want_clients = 1 ] && ! have_postgres; then
   missing+=(postgresql)
 fi
+if [ $want_clients = 1 ] && ! have_nginx; then
+  missing+=(nginx-light)
+fi
 if [ ${#missing[@]} = 0 ]; then
   exit 0
 fi
@@ -67,6 +74,10 @@ if [ $want_clients = 1 ] && ! have_browser; then
 fi
 if [ $want_clients = 1 ] && ! have_postgres; then
   echo "ensure-deps: the store and fleet tests need Postgres's server programs (Debian: postgresql)" >&2
+  exit 1
+fi
+if [ $want_clients = 1 ] && ! have_nginx; then
+  echo "ensure-deps: the fleet tests need nginx (Debian: nginx-light)" >&2
   exit 1
 fi
 if [ $want_clients = 1 ] && ! have_vulkan; then

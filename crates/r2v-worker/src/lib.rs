@@ -5,7 +5,9 @@
 //! engine's log lines and progress to the source, sends heartbeats that keep the lease,
 //! and raises the cancel flag the engine checks between steps. The output file goes to
 //! the source's storage, and the request is completed with the output or its typed
-//! error; internal failures are handed back to be retried.
+//! error; internal failures are handed back to be retried. Storing and completing are
+//! retried for a while, the lease renewed meanwhile, when the API, its database or its
+//! storage is briefly unreachable: a finished render is not thrown away for a blip.
 //!
 //! [`WorkSource`] is implemented by the server over its own store (in-process workers)
 //! and by [`http::HttpSource`] over the worker HTTP API (`r2v worker --api URL`).
@@ -204,32 +206,105 @@ async fn process(
     let reported = if lost {
         Ok(())
     } else {
-        report(source, &job, &output, result, started).await
+        report(source, config, &job, &output, result, started).await
     };
     let _ = std::fs::remove_dir_all(&job_dir);
     reported
 }
 
+/// How long a worker keeps trying to store a finished render's output and complete the
+/// request while the source fails, before it gives the request back to be rendered again.
+const REPORT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `call` until it succeeds, the lease is lost, or [`REPORT_PATIENCE`] has passed,
+/// holding the lease throughout (a slow upload, a source that retries on its own), so that no
+/// other worker takes the request meanwhile. Between tries it waits 0.25 s, doubling, at most
+/// one heartbeat interval.
+async fn persistently<T, F, Fut>(
+    source: &dyn WorkSource,
+    config: &WorkerConfig,
+    id: &str,
+    what: &str,
+    mut call: F,
+) -> Result<T, SourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SourceError>>,
+{
+    let deadline = Instant::now() + REPORT_PATIENCE;
+    let mut pause = Duration::from_millis(250).min(config.heartbeat);
+    loop {
+        let error = match holding_lease(source, config, id, call()).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if Instant::now() + pause >= deadline {
+            return Err(error);
+        }
+        tracing::warn!(error = %error, "{what} failed; trying again in {pause:?}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(config.heartbeat);
+        if let Ok(LeaseState::Lost) = source.heartbeat(id).await {
+            return Err(SourceError(format!(
+                "{what}: the lease was lost while trying again ({error})"
+            )));
+        }
+    }
+}
+
+/// Awaits `work` while renewing the lease every heartbeat interval.
+async fn holding_lease<T>(
+    source: &dyn WorkSource,
+    config: &WorkerConfig,
+    id: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval(config.heartbeat);
+    ticker.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticker.tick() => {
+                if let Err(e) = source.heartbeat(id).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+        }
+    }
+}
+
 /// Reports how a request ended: its output, its typed error, or a release for a retry.
 async fn report(
     source: &dyn WorkSource,
+    config: &WorkerConfig,
     job: &Job,
     output: &Path,
     result: Result<r2v_engine::pipeline::Generated, RequestError>,
     started: Instant,
 ) -> Result<(), SourceError> {
     let inference_time = started.elapsed().as_secs_f64();
+    let complete = |outcome: Outcome| {
+        persistently(
+            source,
+            config,
+            &job.id,
+            "completing the request",
+            move || source.complete(&job.id, outcome.clone(), inference_time),
+        )
+    };
     match result {
         Ok(generated) => {
-            let stored = source.store_output(&job.id, output).await;
+            let stored = persistently(source, config, &job.id, "storing the output", || {
+                source.store_output(&job.id, output)
+            })
+            .await;
             match stored {
                 Ok(url) => {
                     let output = generated.to_output(url);
                     let result =
                         serde_json::to_value(&output).map_err(|e| SourceError(e.to_string()))?;
-                    source
-                        .complete(&job.id, Outcome::Success { result }, inference_time)
-                        .await
+                    complete(Outcome::Success { result }).await
                 }
                 Err(e) => {
                     source
@@ -250,10 +325,6 @@ async fn report(
                 .await;
             source.release(&job.id, &message).await
         }
-        Err(error) => {
-            source
-                .complete(&job.id, Outcome::failure(&error), inference_time)
-                .await
-        }
+        Err(error) => complete(Outcome::failure(&error)).await,
     }
 }

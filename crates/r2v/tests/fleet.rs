@@ -1,14 +1,16 @@
-//! Two `r2v serve` nodes on one Postgres database (issue #13's first step): every call of a
-//! request may go to either node (submit on one; status, stream and result on the other),
-//! a node killed with `kill -9` loses nothing (the other node's reaper requeues what its
-//! workers held, and the other node's workers finish it), a Postgres crash and restart right
-//! after needs no intervention, each webhook is delivered once though both nodes dispatch,
-//! and usage stays exact.
+//! Two `r2v serve` nodes on one Postgres database (issue #13): every call of a request may go
+//! to either node (submit on one; status, stream and result on the other), a node killed with
+//! `kill -9` loses nothing (the other node's reaper requeues what its workers held, and the
+//! other node's workers finish it), a Postgres crash and restart right after needs no
+//! intervention, each webhook is delivered once though both nodes dispatch, and usage stays
+//! exact.
 //!
-//! The second test gives each node its own data directory, as on separate hosts: files go to
-//! an S3 server (`s3s-fs`, speaking the real protocol on loopback) and the signing keys come
-//! from the shared database; the official clients' suites run against one node while every
-//! URL the server hands out names the other.
+//! The other tests put nginx in front, with the balancer configuration the deployment guide
+//! ships (`docs/nginx-r2v.conf`), and give each node its own data directory, as on separate
+//! hosts: files go to an S3 server (`s3s-fs`, speaking the real protocol on loopback) and the
+//! signing keys come from the shared database. Both official clients' suites pass while
+//! consecutive calls alternate between the nodes, and the chaos run's 50 requests survive a
+//! worker's and a node's `kill -9`, a Postgres restart and an S3 outage.
 
 mod util;
 
@@ -19,9 +21,10 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use util::nginx::Balancer;
 use util::{
     FLASH, Receiver, Server, assert_one_ok_webhook_each, auth, free_port, http, repo_root,
-    run_script, small, status,
+    run_script, small, status, submit_with_webhook,
 };
 
 #[test]
@@ -50,19 +53,7 @@ fn two_nodes_on_one_postgres_share_the_queue_and_survive_a_kill_9() {
     );
 
     // Submit on A, follow on B.
-    let ids: Vec<String> = (0..12)
-        .map(|i| {
-            let response: Value = client
-                .post(format!("{}/{FLASH}?fal_webhook={}", a.base, receiver.url))
-                .header("authorization", auth(&key))
-                .json(&small(&format!("Request {i} on a fleet.")))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            response["request_id"].as_str().unwrap().to_owned()
-        })
-        .collect();
+    let ids = submit_with_webhook(&client, &a, &key, &receiver.url, 12, "Request on a fleet");
     let first = status(&client, &b, &key, &ids[0]);
     assert!(
         first["status"].is_string(),
@@ -132,47 +123,76 @@ fn two_nodes_on_one_postgres_share_the_queue_and_survive_a_kill_9() {
     assert!((cost - 1.5).abs() < 1e-9, "{usage}");
 }
 
-/// `s3s-fs` (an S3 server over a directory) on a free loopback port, killed when dropped.
+/// `s3s-fs` (an S3 server over a directory) on a free loopback port, killed when dropped;
+/// it can be stopped and started again on the same port and directory (an outage).
 struct S3Server {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
+    port: u16,
     endpoint: String,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
 }
 
 impl S3Server {
     fn start(bucket: &str) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join(bucket)).unwrap();
+        let port = free_port();
+        let mut server = Self {
+            child: None,
+            port,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            root,
+        };
+        server.start_again();
+        server
+    }
+
+    /// Starts the server (again) on its port and directory.
+    fn start_again(&mut self) {
         let binary = repo_root().join("target/tools/bin/s3s-fs");
         assert!(
             binary.exists(),
             "s3s-fs is not installed at {}; scripts/test.sh installs it",
             binary.display()
         );
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(bucket)).unwrap();
-        let port = free_port();
         let child = std::process::Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
                 "--access-key",
                 "r2v-test",
                 "--secret-key",
                 "r2v-test-secret",
             ])
-            .arg(root.path())
+            .arg(self.root.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "s3s-fs did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            _root: root,
+    }
+
+    /// Kills the server: the bucket is unreachable until [`S3Server::start_again`].
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+    }
+
+    /// The credentials and endpoint, as the nodes read them from the environment.
+    fn envs(&self) -> [(&str, &str); 5] {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "r2v-test"),
+            ("AWS_SECRET_ACCESS_KEY", "r2v-test-secret"),
+            ("AWS_REGION", "us-east-1"),
+        ]
     }
 
     fn objects_under(&self, prefix: &str) -> usize {
@@ -190,74 +210,98 @@ impl S3Server {
                 })
                 .sum()
         }
-        count(&self._root.path().join(prefix))
+        count(&self.root.path().join(prefix))
     }
 }
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
+/// A node's flags on the shared database and bucket, with the balancer's URL as its own.
+fn on_postgres_and_s3<'a>(database: &'a str, storage: &'a str, public: &'a str) -> [&'a str; 7] {
+    [
+        "--database-url",
+        database,
+        "--storage-url",
+        storage,
+        "--public-url",
+        public,
+        "--allow-private-urls",
+    ]
+}
+
+/// The request id in a proxied call's path (`…/requests/{id}…`), if any.
+fn request_id(uri: &str) -> Option<&str> {
+    let rest = &uri[uri.find("/requests/")? + "/requests/".len()..];
+    let id = rest.split(['/', '?']).next()?;
+    (id.len() >= 32).then_some(id)
+}
+
 #[test]
-fn the_official_clients_pass_against_two_nodes_on_postgres_and_s3() {
+fn the_official_clients_pass_through_nginx_over_two_nodes_on_postgres_and_s3() {
     let js = repo_root().join("tests/conformance/js");
     let py = repo_root().join("tests/conformance/py");
     let db = postgres::TempPostgres::start();
     let s3 = S3Server::start("r2v");
-    let envs = [
-        ("AWS_ENDPOINT", s3.endpoint.as_str()),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("AWS_ACCESS_KEY_ID", "r2v-test"),
-        ("AWS_SECRET_ACCESS_KEY", "r2v-test-secret"),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    // Node B serves every URL the fleet hands out (its --public-url stands in for a load
-    // balancer); node A takes the clients' calls and runs the only worker.
-    let port_b = free_port();
-    let public = format!("http://127.0.0.1:{port_b}");
-    let listen_b = format!("127.0.0.1:{port_b}");
-    let shared = [
-        "--database-url",
-        &db.url,
-        "--storage-url",
-        "s3://r2v/fleet",
-        "--public-url",
-        &public,
-        "--allow-private-urls",
-        "--x264-preset",
-        "ultrafast",
-    ];
+    // nginx (the guide's configuration) balances every call round robin over two nodes with
+    // their own data directories, as on separate hosts; every URL the API hands out names
+    // the balancer.
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let args = [
+        &on_postgres_and_s3(&db.url, "s3://r2v/fleet", &public)[..],
+        &["--x264-preset", "ultrafast", "--workers", "1"],
+    ]
+    .concat();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Server::start_with_env(
-        dir_a.path(),
-        &[&shared[..], &["--workers", "1"]].concat(),
-        &envs,
-    );
+    let a = Server::start_with_env(dir_a.path(), &args, &s3.envs());
     let key = a.key.clone().expect("the first node creates the first key");
-    let b = Server::start_with_env(
-        dir_b.path(),
-        &[&shared[..], &["--workers", "0", "--listen", &listen_b]].concat(),
-        &envs,
-    );
-    assert_eq!(b.base, public);
-    let public_base: &std::ffi::OsStr = public.as_ref();
+    let b = Server::start_with_env(dir_b.path(), &args, &s3.envs());
+    let balancer = Balancer::start(&[&a.base, &b.base], Some(port));
     run_script(
         Path::new("node"),
         &js.join("conformance.mjs"),
-        &a,
+        &balancer,
         &key,
-        &[("R2V_PUBLIC_BASE", public_base)],
+        &[],
     );
     run_script(
         &py.join(".venv/bin/python"),
         &py.join("conformance.py"),
-        &a,
+        &balancer,
         &key,
-        &[("R2V_PUBLIC_BASE", public_base)],
+        &[],
     );
+
+    // Consecutive calls of one request went to different nodes: submit on one, status,
+    // stream and result on either.
+    let served = balancer.served();
+    let mut calls: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    for call in &served {
+        if let Some(id) = request_id(&call.uri) {
+            calls.entry(id).or_default().push(&call.upstream);
+        }
+    }
+    let followed: Vec<&Vec<&str>> = calls.values().filter(|c| c.len() >= 2).collect();
+    let both = followed
+        .iter()
+        .filter(|c| c.iter().any(|u| *u != c[0]))
+        .count();
+    let (pairs, switched) = followed.iter().fold((0, 0), |(n, k), c| {
+        let s = c.windows(2).filter(|w| w[0] != w[1]).count();
+        (n + c.len() - 1, k + s)
+    });
+    println!(
+        "{} requests followed by the clients; {both} served by both nodes; {switched} of \
+         {pairs} consecutive calls changed node",
+        followed.len()
+    );
+    assert!(followed.len() >= 10, "{served:?}");
+    assert!(both * 10 >= followed.len() * 9, "{calls:?}");
+    assert!(switched * 2 >= pairs, "{calls:?}");
     assert!(
         s3.objects_under("r2v/fleet/outputs") > 0,
         "outputs are in the bucket"
@@ -270,6 +314,177 @@ fn the_official_clients_pass_against_two_nodes_on_postgres_and_s3() {
         !dir_a.path().join("files").exists() && !dir_b.path().join("files").exists(),
         "nothing is stored on a node's disk"
     );
+}
+
+/// A request's status through the balancer, or `None` while nothing answers in JSON (a node
+/// just died, the database is restarting).
+fn status_now(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    key: &str,
+    id: &str,
+) -> Option<Value> {
+    client
+        .get(format!("{base}/wan/v2.6/requests/{id}/status?logs=1"))
+        .header("authorization", auth(key))
+        .send()
+        .ok()?
+        .json::<Value>()
+        .ok()
+        .filter(|s| s["status"].is_string())
+}
+
+/// Follows a request's status stream through the balancer to its end, connecting again (as
+/// a client does) when the node under it dies; returns how many connections it took.
+fn follow_stream(base: &str, key: &str, id: &str) -> usize {
+    let client = http();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for connection in 1.. {
+        assert!(Instant::now() < deadline, "the stream of {id} never ended");
+        let response = client
+            .get(format!("{base}/wan/v2.6/requests/{id}/status/stream"))
+            .header("authorization", auth(key))
+            .send();
+        if let Ok(response) = response.and_then(|r| r.error_for_status()) {
+            let ended = BufReader::new(response)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| l.strip_prefix("data: ").map(str::to_owned))
+                .filter_map(|data| serde_json::from_str::<Value>(&data).ok())
+                .any(|event| event["status"] == "COMPLETED");
+            if ended {
+                return connection;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    unreachable!()
+}
+
+/// Issue #13's chaos run: 50 preview requests with webhooks, submitted through nginx to two
+/// nodes on Postgres and S3 with two remote workers, survive a worker's `kill -9`, a node's
+/// `kill -9` under open status streams, a Postgres restart and a 10 s S3 outage: each
+/// completes once, with one OK webhook, and usage is exact.
+#[test]
+fn fifty_requests_survive_a_worker_kill_a_node_kill_a_postgres_restart_and_an_s3_outage() {
+    let db = postgres::TempPostgres::start();
+    let mut s3 = S3Server::start("r2v");
+    let receiver = Receiver::start();
+    let client = http();
+    let token = "worker-token-for-the-chaos-run-0123";
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let args = [
+        &on_postgres_and_s3(&db.url, "s3://r2v/chaos", &public)[..],
+        &[
+            "--workers",
+            "0",
+            "--worker-token",
+            token,
+            "--lease-seconds",
+            "4",
+            "--heartbeat-seconds",
+            "1",
+        ],
+    ]
+    .concat();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = Server::start_with_env(dir_a.path(), &args, &s3.envs());
+    let key = a.key.clone().expect("the first node creates the first key");
+    let b = Server::start_with_env(dir_b.path(), &args, &s3.envs());
+    let balancer = Balancer::start(&[&a.base, &b.base], Some(port));
+    let worker = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_r2v"))
+            .args(["worker", "--api", &public, "--token", token])
+            .args(["--x264-preset", "ultrafast", "--heartbeat-seconds", "1"])
+            .env("R2V_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut workers = [worker(), worker()];
+
+    let ids = submit_with_webhook(&client, &balancer, &key, &receiver.url, 50, "Chaos request");
+    // Six clients follow the last requests' streams; round robin puts about half on node A.
+    let streams: Vec<_> = ids[44..]
+        .iter()
+        .map(|id| {
+            let (base, key, id) = (public.clone(), key.clone(), id.clone());
+            std::thread::spawn(move || follow_stream(&base, &key, &id))
+        })
+        .collect();
+
+    let completed = || {
+        ids.iter()
+            .filter(|id| {
+                status_now(&client, &public, &key, id).is_some_and(|s| s["status"] == "COMPLETED")
+            })
+            .count()
+    };
+    let wait_for = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while completed() < n {
+            assert!(Instant::now() < deadline, "fewer than {n} completed");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(3);
+    let _ = workers[0].kill();
+    let _ = workers[0].wait();
+    wait_for(8);
+    a.kill9();
+    wait_for(14);
+    db.restart();
+    wait_for(20);
+    s3.stop();
+    std::thread::sleep(Duration::from_secs(10));
+    s3.start_again();
+    wait_for(50);
+
+    let connections: Vec<usize> = streams.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        connections.iter().any(|&c| c > 1),
+        "a stream on the killed node moved to the other: {connections:?}"
+    );
+    let statuses: Vec<Value> = ids
+        .iter()
+        .map(|id| status_now(&client, &public, &key, id).unwrap())
+        .collect();
+    for s in &statuses {
+        assert!(s.get("error").is_none(), "{s}");
+    }
+    let retried = statuses
+        .iter()
+        .filter(|s| s["logs"].to_string().contains("(attempt 2)"))
+        .count();
+    assert!(retried >= 1, "the killed worker's request ran again");
+    for id in &ids {
+        let response = util::result(&client, &balancer, &key, id);
+        assert_eq!(response.status(), 200, "{id}");
+    }
+    assert_one_ok_webhook_each(&client, &balancer, &receiver, &ids);
+    let usage: Value = client
+        .get(format!("{public}/usage"))
+        .header("authorization", auth(&key))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(usage["total"]["requests"], 50, "{usage}");
+    // 50 flash requests at 720p, 5 s, no audio: 50 × $0.125.
+    let cost = usage["total"]["cost_usd"].as_f64().unwrap();
+    assert!((cost - 6.25).abs() < 1e-9, "{usage}");
+    assert!(
+        s3.objects_under("r2v/chaos/outputs") >= 50,
+        "the outputs are in the bucket"
+    );
+    println!(
+        "chaos: stream connections {connections:?}; {retried} request(s) ran a second attempt"
+    );
+    for w in &mut workers[1..] {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
 }
 
 #[test]

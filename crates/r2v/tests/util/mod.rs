@@ -2,9 +2,23 @@
 
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// Something that answers the API at a base URL: one node, or a balancer in front of several.
+pub trait Endpoint {
+    /// `http://HOST:PORT`.
+    fn base(&self) -> &str;
+}
+
+impl Endpoint for Server {
+    fn base(&self) -> &str {
+        &self.base
+    }
+}
 
 /// The repository root (the bundled examples live under it).
 pub fn repo_root() -> PathBuf {
@@ -212,9 +226,14 @@ pub fn auth(key: &str) -> String {
 }
 
 /// A request's status (`GET …/requests/{id}/status`).
-pub fn status(client: &reqwest::blocking::Client, server: &Server, key: &str, id: &str) -> Value {
+pub fn status(
+    client: &reqwest::blocking::Client,
+    server: &impl Endpoint,
+    key: &str,
+    id: &str,
+) -> Value {
     client
-        .get(format!("{}/wan/v2.6/requests/{id}/status", server.base))
+        .get(format!("{}/wan/v2.6/requests/{id}/status", server.base()))
         .header("authorization", auth(key))
         .send()
         .unwrap()
@@ -225,21 +244,45 @@ pub fn status(client: &reqwest::blocking::Client, server: &Server, key: &str, id
 /// A request's result (`GET …/requests/{id}`), as it came.
 pub fn result(
     client: &reqwest::blocking::Client,
-    server: &Server,
+    server: &impl Endpoint,
     key: &str,
     id: &str,
 ) -> reqwest::blocking::Response {
     client
-        .get(format!("{}/wan/v2.6/requests/{id}", server.base))
+        .get(format!("{}/wan/v2.6/requests/{id}", server.base()))
         .header("authorization", auth(key))
         .send()
         .unwrap()
 }
 
+/// Submits `n` [`small`] flash requests (prompts `"{what} {i}."`) with a webhook; their ids.
+pub fn submit_with_webhook(
+    client: &reqwest::blocking::Client,
+    server: &impl Endpoint,
+    key: &str,
+    webhook: &str,
+    n: usize,
+    what: &str,
+) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let response: Value = client
+                .post(format!("{}/{FLASH}?fal_webhook={webhook}", server.base()))
+                .header("authorization", auth(key))
+                .json(&small(&format!("{what} {i}.")))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            response["request_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
 /// Waits until every request in `ids` is `COMPLETED`, for at most `limit`.
 pub fn wait_all_completed(
     client: &reqwest::blocking::Client,
-    server: &Server,
+    server: &impl Endpoint,
     key: &str,
     ids: &[String],
     limit: std::time::Duration,
@@ -267,13 +310,13 @@ pub fn wait_all_completed(
 pub fn run_script(
     program: &Path,
     script: &Path,
-    server: &Server,
+    server: &impl Endpoint,
     key: &str,
     envs: &[(&str, &std::ffi::OsStr)],
 ) {
     let out = Command::new(program)
         .arg(script)
-        .env("R2V_BASE", &server.base)
+        .env("R2V_BASE", server.base())
         .env("R2V_KEY", key)
         .env("R2V_EXAMPLES", repo_root().join("examples"))
         .envs(envs.iter().copied())
@@ -354,13 +397,13 @@ impl Receiver {
 /// signature verifies against the server's JWKS.
 pub fn assert_one_ok_webhook_each(
     client: &reqwest::blocking::Client,
-    server: &Server,
+    server: &impl Endpoint,
     receiver: &Receiver,
     ids: &[String],
 ) {
     wait_for_webhooks(receiver, ids.len());
     let jwks: serde_json::Value = client
-        .get(format!("{}/.well-known/jwks.json", server.base))
+        .get(format!("{}/.well-known/jwks.json", server.base()))
         .send()
         .unwrap()
         .json()
