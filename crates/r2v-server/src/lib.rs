@@ -149,6 +149,7 @@ pub async fn serve(
         webhooks,
         fetcher: fetcher.clone(),
         work: tokio::sync::Notify::new(),
+        gauges: Default::default(),
         completed: tokio::sync::Notify::new(),
         metrics,
         node_id,

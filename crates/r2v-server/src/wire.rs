@@ -143,8 +143,8 @@ pub struct PlainError {
 pub struct HealthResponse {
     /// Always `ok`.
     pub status: String,
-    /// Requests waiting.
+    /// Requests waiting (read at most once a second).
     pub queued: i64,
-    /// Requests being worked on.
+    /// Requests being worked on (read at most once a second).
     pub in_progress: i64,
 }

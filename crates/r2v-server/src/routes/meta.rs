@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 #[utoipa::path(get, path = "/health", tag = "meta", summary = "Liveness and queue size", security(()),
     responses((status = 200, body = HealthResponse), (status = 500, body = crate::wire::PlainError)))]
 pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
-    let counts = state.store.counts().await?;
+    let counts = state.gauges.read(state.store.as_ref()).await?;
     Ok(Json(HealthResponse {
         status: "ok".to_owned(),
         queued: counts.queued,
@@ -23,7 +23,7 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
 
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let counts = state.store.counts().await?;
+    let counts = state.gauges.read(state.store.as_ref()).await?;
     metrics::gauge!("r2v_queue_depth").set(counts.queued as f64);
     metrics::gauge!("r2v_requests_in_progress").set(counts.in_progress as f64);
     let text = state
