@@ -21,40 +21,18 @@ command -v wrk >/dev/null || { echo "bench-queue: installing wrk" >&2; apt-get i
 [ "$backend" != postgres2 ] || [ -x /usr/sbin/nginx ] || scripts/ensure-deps.sh --clients
 cargo build --release -p r2v >/dev/null 2>&1
 data=$(mktemp -d)
-log="$data/serve.log"
+. scripts/lib/bench.sh
 store_args=()
-pg=""
 if [ "$backend" != sqlite ]; then
-  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  pg="$data/pg"
-  mkdir -p "$pg"
-  as=()
-  if [ "$(id -u)" = 0 ]; then chmod 711 "$data"; chown -R postgres "$pg"; as=(runuser -u postgres --); fi
-  "${as[@]}" "$bin/initdb" -D "$pg/data" -A trust -U postgres -E UTF8 --no-sync >/dev/null
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "${as[@]}" "$bin/pg_ctl" -D "$pg/data" -l "$pg/log" -w \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k $pg -c max_connections=200" start >/dev/null
-  store_args=(--database-url "postgres://postgres@127.0.0.1:$port/postgres")
+  start_postgres
+  store_args=(--database-url "$pg_url")
 fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-target/release/r2v serve --listen 127.0.0.1:0 --data-dir "$data/d" --workers 0 "${store_args[@]}" >"$log" 2>/dev/null &
-servers=($!)
-nginx=""
-stop() {
-  kill "${servers[@]}" $nginx 2>/dev/null
-  if [ -n "$pg" ]; then "${as[@]}" "$bin/pg_ctl" -D "$pg/data" -m fast stop >/dev/null 2>&1 || true; fi
-  rm -rf "$data"
-}
-trap stop EXIT
-for _ in $(seq 100); do grep -q "listening on" "$log" 2>/dev/null && break; sleep 0.1; done
-base=$(sed -n 's/^r2v serve listening on //p' "$log")
-key=$(sed -n 's/^created an API key[^:]*: //p' "$log")
+start_serve d --workers 0 "${store_args[@]}"
+base=$serve_base
+key=$serve_key
 if [ "$backend" = postgres2 ]; then
-  target/release/r2v serve --listen 127.0.0.1:0 --data-dir "$data/d2" --workers 0 "${store_args[@]}" \
-    >"$data/serve2.log" 2>/dev/null &
-  servers+=($!)
-  for _ in $(seq 100); do grep -q "listening on" "$data/serve2.log" 2>/dev/null && break; sleep 0.1; done
-  second=$(sed -n 's/^r2v serve listening on //p' "$data/serve2.log")
+  start_serve d2 --workers 0 "${store_args[@]}"
+  second=$serve_base
   lb=$(free_port)
   sed -e '/server 10\.0\.0\./d' -e "s|listen 80;|listen 127.0.0.1:$lb;|" \
     -e "s|upstream r2v_nodes {|upstream r2v_nodes {\n    server ${base#http://};\n    server ${second#http://};|" \
@@ -68,7 +46,7 @@ http { access_log off; client_body_temp_path $data/nginx/body; proxy_temp_path $
   include $data/r2v.conf; }
 CONF
   /usr/sbin/nginx -p "$data/nginx" -c "$data/nginx.conf" &
-  nginx=$!
+  bench_pids+=($!)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$lb/health" >/dev/null && break; sleep 0.1; done
   base="http://127.0.0.1:$lb"
 fi

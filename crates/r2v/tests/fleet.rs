@@ -9,7 +9,8 @@
 //! ships (`docs/nginx-r2v.conf`), and give each node its own data directory, as on separate
 //! hosts: files go to an S3 server (`s3s-fs`, speaking the real protocol on loopback) and the
 //! signing keys come from the shared database. Both official clients' suites pass while
-//! consecutive calls alternate between the nodes, and the chaos run's 50 requests survive a
+//! consecutive calls alternate between the nodes, and the chaos run's requests (50 in flight at
+//! every fault) survive a
 //! worker's and a node's `kill -9`, a Postgres restart and an S3 outage.
 
 mod util;
@@ -361,10 +362,11 @@ fn follow_stream(base: &str, key: &str, id: &str) -> usize {
     unreachable!()
 }
 
-/// Issue #13's chaos run: 50 preview requests with webhooks, submitted through nginx to two
-/// nodes on Postgres and S3 with two remote workers, survive a worker's `kill -9`, a node's
-/// `kill -9` under open status streams, a Postgres restart and a 10 s S3 outage: each
-/// completes once, with one OK webhook, and usage is exact.
+/// Issue #13's chaos run: preview requests with webhooks, submitted through nginx to two nodes
+/// on Postgres and S3 with two remote workers, 50 in flight at every fault (topped up before
+/// each), survive a worker's `kill -9`, a node's `kill -9` under open status streams, a
+/// Postgres restart and a 10 s S3 outage: each completes once, with one OK webhook, and usage
+/// is exact.
 #[test]
 fn fifty_requests_survive_a_worker_kill_a_node_kill_a_postgres_restart_and_an_s3_outage() {
     let db = postgres::TempPostgres::start();
@@ -404,7 +406,9 @@ fn fifty_requests_survive_a_worker_kill_a_node_kill_a_postgres_restart_and_an_s3
     };
     let mut workers = [worker(), worker()];
 
-    let ids = submit_with_webhook(&client, &balancer, &key, &receiver.url, 50, "Chaos request");
+    let submit =
+        |n: usize| submit_with_webhook(&client, &balancer, &key, &receiver.url, n, "Chaos");
+    let mut ids = submit(50);
     // Six clients follow the last requests' streams; round robin puts about half on node A.
     let streams: Vec<_> = ids[44..]
         .iter()
@@ -413,33 +417,38 @@ fn fifty_requests_survive_a_worker_kill_a_node_kill_a_postgres_restart_and_an_s3
             std::thread::spawn(move || follow_stream(&base, &key, &id))
         })
         .collect();
-
-    let completed = || {
+    let completed = |ids: &[String]| {
         ids.iter()
             .filter(|id| {
                 status_now(&client, &public, &key, id).is_some_and(|s| s["status"] == "COMPLETED")
             })
             .count()
     };
-    let wait_for = |n: usize| {
+    // Waits until `n` requests have completed, then tops the run up to 50 in flight: every
+    // fault hits 50 requests.
+    let before_fault = |ids: &mut Vec<String>, n: usize| {
         let deadline = Instant::now() + Duration::from_secs(300);
-        while completed() < n {
+        let mut done = completed(ids);
+        while done < n {
             assert!(Instant::now() < deadline, "fewer than {n} completed");
             std::thread::sleep(Duration::from_millis(200));
+            done = completed(ids);
         }
+        let in_flight = ids.len() - done;
+        ids.extend(submit(50usize.saturating_sub(in_flight)));
     };
-    wait_for(3);
+    before_fault(&mut ids, 3);
     let _ = workers[0].kill();
     let _ = workers[0].wait();
-    wait_for(8);
+    before_fault(&mut ids, 10);
     a.kill9();
-    wait_for(14);
+    before_fault(&mut ids, 20);
     db.restart();
-    wait_for(20);
+    before_fault(&mut ids, 30);
     s3.stop();
     std::thread::sleep(Duration::from_secs(10));
     s3.start_again();
-    wait_for(50);
+    util::wait_all_completed(&client, &balancer, &key, &ids, Duration::from_secs(600));
 
     let connections: Vec<usize> = streams.into_iter().map(|t| t.join().unwrap()).collect();
     assert!(
@@ -470,16 +479,18 @@ fn fifty_requests_survive_a_worker_kill_a_node_kill_a_postgres_restart_and_an_s3
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(usage["total"]["requests"], 50, "{usage}");
-    // 50 flash requests at 720p, 5 s, no audio: 50 × $0.125.
+    assert_eq!(usage["total"]["requests"], ids.len(), "{usage}");
+    // Flash requests at 720p, 5 s, no audio: $0.125 each.
     let cost = usage["total"]["cost_usd"].as_f64().unwrap();
-    assert!((cost - 6.25).abs() < 1e-9, "{usage}");
+    assert!((cost - 0.125 * ids.len() as f64).abs() < 1e-9, "{usage}");
     assert!(
-        s3.objects_under("r2v/chaos/outputs") >= 50,
+        s3.objects_under("r2v/chaos/outputs") >= ids.len(),
         "the outputs are in the bucket"
     );
     println!(
-        "chaos: stream connections {connections:?}; {retried} request(s) ran a second attempt"
+        "chaos: {} requests; stream connections {connections:?}; {retried} request(s) ran a \
+         second attempt",
+        ids.len()
     );
     for w in &mut workers[1..] {
         let _ = w.kill();
