@@ -12,13 +12,13 @@ cargo build --release -p r2v >/dev/null 2>&1
 data=$(mktemp -d)
 . scripts/lib/bench.sh
 
-measure() { # SUBMIT_BASE STREAM_BASE KEY: per request, seconds from the submit to the stream's IN_PROGRESS
+measure() { # SUBMIT_BASE STREAM_BASE KEY: median, p90 and max ms from a submit to its stream's IN_PROGRESS
   python3 - "$1" "$2" "$3" "$n" <<'PY'
 import json, statistics, sys, time, urllib.request
 submit_base, stream_base, key, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 auth = {"Authorization": f"Key {key}", "Content-Type": "application/json"}
 body = json.dumps({"prompt": "A lighthouse at dusk.", "resolution": "720p", "enable_audio": False}).encode()
-started, completed = [], []
+started = []
 for _ in range(n):
     t0 = time.monotonic()
     req = urllib.request.Request(f"{submit_base}/wan/v2.6/reference-to-video/flash", body, auth)

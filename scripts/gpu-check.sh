@@ -27,7 +27,7 @@
 #
 # STEPS="4 6" runs only those steps (default: all); BUDGET_S changes the budget. On a GPU,
 # $OUT_DIR/samples.txt gets the GPU's utilisation and memory and the kernel cache's size every
-# 5 s: a first forward that is busy on the host (kernel JIT, autotune) shows a idle GPU and a
+# 5 s: a first forward that is busy on the host (kernel JIT, autotune) shows an idle GPU and a
 # growing cache.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -110,9 +110,7 @@ impl TempPostgres {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-}
 
-impl TempPostgres {
     /// Stops the server at once (as a crash would) and starts it again on the same port.
     #[allow(
         dead_code,

@@ -14,11 +14,10 @@ pub struct Balancer {
     dir: tempfile::TempDir,
 }
 
-/// One proxied call: method, path and query, and the node (`127.0.0.1:PORT`) that served it;
+/// One proxied call: its path and query, and the node (`127.0.0.1:PORT`) that served it;
 /// `upstream` lists every node tried when the first was down.
 #[derive(Debug, Clone)]
 pub struct Served {
-    pub method: String,
     pub uri: String,
     pub upstream: String,
 }
@@ -71,7 +70,7 @@ impl Balancer {
                  http {{\n\
                    client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
                    fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-                   log_format served '$request_method $request_uri $upstream_addr';\n\
+                   log_format served '$request_uri $upstream_addr';\n\
                    access_log {d}/access.log served;\n\
                    include {d}/r2v.conf;\n\
                  }}\n"
@@ -105,11 +104,10 @@ impl Balancer {
             .unwrap_or_default()
             .lines()
             .filter_map(|line| {
-                let mut parts = line.splitn(3, ' ');
+                let (uri, upstream) = line.split_once(' ')?;
                 Some(Served {
-                    method: parts.next()?.to_owned(),
-                    uri: parts.next()?.to_owned(),
-                    upstream: parts.next()?.to_owned(),
+                    uri: uri.to_owned(),
+                    upstream: upstream.to_owned(),
                 })
             })
             .collect()
