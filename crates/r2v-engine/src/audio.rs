@@ -1,10 +1,56 @@
-//! The procedural audio bed: a soft drone in a key chosen by the seed, with a bell cue
-//! at the start of every shot. AAC-ready PCM: stereo, 48 kHz, exactly the video's length.
-//! Deterministic: the same plan gives the same samples.
+//! The audio track. [`AudioStage`] is the seam for a neural audio stage (one that hears
+//! the finished frames and the prompt, such as `r2v-audio-engine`'s MMAudio), chosen at
+//! start-up as engines are; without one, every engine's output gets the procedural bed:
+//! a soft drone in a key chosen by the seed, with a bell cue at the start of every shot
+//! (AAC-ready PCM: stereo, 48 kHz, exactly the video's length; the same plan gives the
+//! same samples).
 
+use crate::engine::{EngineError, RenderCtx};
 use crate::plan::Plan;
+use image::RgbImage;
 use r2v_media::video::AudioPcm;
 use std::f64::consts::TAU;
+
+/// How a frame is brought to a set's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Resized to exactly the size, whatever the aspect (CLIP's squash).
+    Stretch,
+    /// The shorter side resized to the size's, then the centre cut out (torchvision's
+    /// `Resize(side)` + `CenterCrop(side)`).
+    CenterCrop,
+}
+
+/// Frames at one rate and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameSet {
+    /// Frame indices, ascending (an index may repeat).
+    pub indices: Vec<u32>,
+    /// Width and height the frames are brought to (bicubic).
+    pub size: (u32, u32),
+    /// How.
+    pub fit: Fit,
+}
+
+/// Which rendered frames a stage looks at: one or more sets, each at its own size.
+pub type FrameRequest = Vec<FrameSet>;
+
+/// A neural audio stage: the finished frames plus the request's text → the soundtrack.
+pub trait AudioStage: Send + Sync {
+    /// What runs, for the request's logs (model, device).
+    fn describe(&self) -> String;
+    /// The frames [`AudioStage::generate`] takes for `plan`.
+    fn frames(&self, plan: &Plan) -> FrameRequest;
+    /// The track for `plan` (any rate and channel count: the encoder resamples to 48 kHz
+    /// stereo), from the frames asked for: one list per set, in order. Checks
+    /// [`RenderCtx::cancelled`] between steps and reports them.
+    fn generate(
+        &self,
+        plan: &Plan,
+        frames: Vec<Vec<RgbImage>>,
+        ctx: &mut dyn RenderCtx,
+    ) -> Result<AudioPcm, EngineError>;
+}
 
 /// Output sample rate.
 pub const SAMPLE_RATE: u32 = 48_000;

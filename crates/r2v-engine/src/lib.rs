@@ -7,7 +7,8 @@
 //! - [`plan`]: references numbered, `CharacterN` resolved, shots timed, sizes, seed.
 //! - [`rewrite`]: the built-in deterministic prompt rewriter (`actual_prompt`).
 //! - [`safety`]: the prompt policy check.
-//! - [`audio`]: the procedural audio bed every engine uses until a neural audio stage exists.
+//! - [`audio`]: the [`audio::AudioStage`] seam for neural audio, and the procedural bed
+//!   used without one.
 //! - [`preview`]: the deterministic storyboard engine (not a neural model).
 //!
 //! Start reading at [`pipeline::Generator::generate`].

@@ -3,7 +3,7 @@
 //! reads from the file. `r2v run` calls this directly; a server worker calls it on its
 //! engine thread.
 
-use crate::audio;
+use crate::audio::{self, AudioStage, Fit, FrameRequest};
 use crate::engine::{Engine, EngineError, FrameSink, LogLevel, ReferenceMedia, RenderCtx};
 use crate::plan::{self, Plan};
 use crate::safety::SafetyPolicy;
@@ -67,6 +67,7 @@ impl Generated {
 #[derive(Clone)]
 pub struct Generator {
     engine: Arc<dyn Engine>,
+    audio: Option<Arc<dyn AudioStage>>,
     loader: ReferenceLoader,
     safety: SafetyPolicy,
     x264_preset: String,
@@ -79,11 +80,18 @@ impl Generator {
         let defaults = EncodeSettings::new(2, 2, 1);
         Self {
             engine,
+            audio: None,
             loader,
             safety,
             x264_preset: defaults.preset,
             stall_timeout: defaults.stall_timeout,
         }
+    }
+
+    /// Makes audio tracks with `stage` (from the finished frames) instead of the bed.
+    pub fn with_audio_stage(mut self, stage: Arc<dyn AudioStage>) -> Self {
+        self.audio = Some(stage);
+        self
     }
 
     /// Uses another x264 preset (speed against file size; the format is the same).
@@ -158,20 +166,37 @@ impl Generator {
         ctx: &mut dyn RenderCtx,
     ) -> Result<Generated, RequestError> {
         let (plan, references) = self.prepare(runtime, input, preset, ctx)?;
-        let pcm = plan.enable_audio.then(|| {
+        let stage = self.audio.as_ref().filter(|_| plan.enable_audio);
+        let pcm = (plan.enable_audio && stage.is_none()).then(|| {
             ctx.log(
                 LogLevel::Info,
-                "audio: procedural bed with a cue per shot (no neural audio stage yet)",
+                "audio: procedural bed with a cue per shot (no neural audio stage configured: see --audio-model-dir)",
             );
             audio::render_bed(&plan)
         });
+        if let Some(stage) = stage {
+            ctx.log(
+                LogLevel::Info,
+                &format!(
+                    "audio: {} (after the frames, from them and the prompt)",
+                    stage.describe()
+                ),
+            );
+        }
         let settings = self.encode_settings(&plan);
         let tools = self.loader.tools();
+        // A neural track needs the finished frames: the video is encoded alone first and
+        // the track muxed in afterwards.
+        let video_path = match stage {
+            Some(_) => output.with_extension("video.mp4"),
+            None => output.to_path_buf(),
+        };
         let mut encoder = EncoderSink {
             encoder: Some(
-                Mp4Encoder::start(tools, output, &settings, pcm.as_ref())
+                Mp4Encoder::start(tools, &video_path, &settings, pcm.as_ref())
                     .map_err(|e| internal(&e))?,
             ),
+            sampler: stage.map(|s| FrameSampler::new(s.frames(&plan), &plan)),
         };
         match self.engine.render(&plan, &references, ctx, &mut encoder) {
             Ok(()) => {}
@@ -198,12 +223,23 @@ impl Generator {
             }
         }
         ctx.log(LogLevel::Info, "mux: finishing the mp4");
+        let sampler = encoder.sampler.take();
         encoder
             .encoder
             .take()
             .expect("the encoder is only taken on failure")
             .finish()
             .map_err(|e| internal(&e))?;
+        if let (Some(stage), Some(sampler)) = (stage, sampler) {
+            let muxed = self
+                .add_track(stage.as_ref(), &plan, sampler.frames, ctx)
+                .and_then(|pcm| {
+                    video::mux_audio(tools, &video_path, &pcm, output, &settings)
+                        .map_err(|e| internal(&e))
+                });
+            let _ = std::fs::remove_file(&video_path);
+            muxed?;
+        }
         let probe = probe::probe(tools, output, true).map_err(|e| internal(&e))?;
         let file_size = std::fs::metadata(output)
             .map_err(|e| internal(&MediaError::io("reading the output size", e)))?
@@ -223,6 +259,28 @@ impl Generator {
             seed: plan.seed,
             actual_prompt: plan.actual_prompt,
         })
+    }
+
+    /// Runs the audio stage on the sampled frames.
+    fn add_track(
+        &self,
+        stage: &dyn AudioStage,
+        plan: &Plan,
+        frames: Vec<Vec<image::RgbImage>>,
+        ctx: &mut dyn RenderCtx,
+    ) -> Result<r2v_media::video::AudioPcm, RequestError> {
+        stage
+            .generate(plan, frames, ctx)
+            .map_err(|error| match error {
+                EngineError::Cancelled => RequestError::Cancelled,
+                EngineError::Refused(_) => RequestError::Fatal {
+                    message: error.to_string(),
+                },
+                EngineError::Model(_) => RequestError::Internal {
+                    message: error.to_string(),
+                },
+                EngineError::Media(e) => internal(&e),
+            })
     }
 
     /// How this generator encodes the output of `plan`.
@@ -311,9 +369,10 @@ fn internal(error: &MediaError) -> RequestError {
     }
 }
 
-/// Feeds rendered frames into the mp4 encoder.
+/// Feeds rendered frames into the mp4 encoder, keeping the ones an audio stage asked for.
 struct EncoderSink {
     encoder: Option<Mp4Encoder>,
+    sampler: Option<FrameSampler>,
 }
 
 impl FrameSink for EncoderSink {
@@ -322,6 +381,76 @@ impl FrameSink for EncoderSink {
             .encoder
             .as_mut()
             .expect("frames arrive only while encoding");
-        encoder.write_frame(rgb).map_err(EngineError::Media)
+        encoder.write_frame(rgb).map_err(EngineError::Media)?;
+        if let Some(sampler) = &mut self.sampler {
+            sampler.offer(rgb);
+        }
+        Ok(())
+    }
+}
+
+/// Keeps resized copies of the frames a [`FrameRequest`] names, as they stream past.
+struct FrameSampler {
+    request: FrameRequest,
+    frame_size: (u32, u32),
+    next: u32,
+    frames: Vec<Vec<image::RgbImage>>,
+}
+
+impl FrameSampler {
+    fn new(request: FrameRequest, plan: &Plan) -> Self {
+        Self {
+            frames: request
+                .iter()
+                .map(|set| Vec::with_capacity(set.indices.len()))
+                .collect(),
+            request,
+            frame_size: (plan.width, plan.height),
+            next: 0,
+        }
+    }
+
+    fn offer(&mut self, rgb: &[u8]) {
+        let index = self.next;
+        self.next += 1;
+        let (w, h) = self.frame_size;
+        let mut frame = None;
+        for (set, kept) in self.request.iter().zip(&mut self.frames) {
+            let copies = set.indices.iter().filter(|&&i| i == index).count();
+            if copies == 0 {
+                continue;
+            }
+            let Some(frame) =
+                frame.get_or_insert_with(|| image::RgbImage::from_raw(w, h, rgb.to_vec()))
+            else {
+                return;
+            };
+            let small = fit_frame(frame, set.size, set.fit);
+            // Sets are in time order; a repeated index is kept as many times as asked.
+            for _ in 0..copies {
+                kept.push(small.clone());
+            }
+        }
+    }
+}
+
+/// `frame` brought to `size` as `fit` says.
+fn fit_frame(frame: &image::RgbImage, (sw, sh): (u32, u32), fit: Fit) -> image::RgbImage {
+    use image::imageops::{FilterType, crop_imm, resize};
+    match fit {
+        Fit::Stretch => resize(frame, sw, sh, FilterType::CatmullRom),
+        Fit::CenterCrop => {
+            let (w, h) = frame.dimensions();
+            // torchvision: the shorter side to the target, the longer scaled (truncated).
+            let (rw, rh) = if w <= h {
+                (sw, (f64::from(sw) * f64::from(h) / f64::from(w)) as u32)
+            } else {
+                ((f64::from(sh) * f64::from(w) / f64::from(h)) as u32, sh)
+            };
+            let resized = resize(frame, rw.max(sw), rh.max(sh), FilterType::CatmullRom);
+            let left = ((f64::from(resized.width() - sw)) / 2.0).round() as u32;
+            let top = ((f64::from(resized.height() - sh)) / 2.0).round() as u32;
+            crop_imm(&resized, left, top, sw, sh).to_image()
+        }
     }
 }

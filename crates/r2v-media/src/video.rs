@@ -158,20 +158,7 @@ pub fn encode_args(
     }
     args.extend(["-map".into(), "0:v:0".into()]);
     if audio.is_some() {
-        args.extend([
-            "-map".into(),
-            "1:a:0".into(),
-            "-c:a".into(),
-            "aac".into(),
-            "-b:a".into(),
-            "160k".into(),
-            "-ar".into(),
-            "48000".into(),
-            "-ac".into(),
-            "2".into(),
-            "-flags:a".into(),
-            "+bitexact".into(),
-        ]);
+        args.extend(aac_args());
     }
     args.extend([
         "-c:v".into(),
@@ -188,6 +175,34 @@ pub fn encode_args(
         settings.threads.to_string(),
         "-flags:v".into(),
         "+bitexact".into(),
+    ]);
+    args.extend(container_args(settings, output));
+    args
+}
+
+/// The audio stream every output has: AAC, 160 kb/s, stereo, 48 kHz, bit-exact.
+fn aac_args() -> Vec<String> {
+    [
+        "-map",
+        "1:a:0",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "160k",
+        "-ar",
+        "48000",
+        "-ac",
+        "2",
+        "-flags:a",
+        "+bitexact",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The mp4 container: bit-exact, no inherited metadata but the comment, faststart.
+fn container_args(settings: &EncodeSettings, output: &Path) -> Vec<String> {
+    vec![
         "-fflags".into(),
         "+bitexact".into(),
         "-map_metadata".into(),
@@ -200,8 +215,44 @@ pub fn encode_args(
         "mp4".into(),
         "-y".into(),
         output.display().to_string(),
+    ]
+}
+
+/// Adds `audio` to the video-only mp4 `video` as `output`: the video stream is copied
+/// as it is, the audio encoded (and resampled, and up-mixed) exactly as [`Mp4Encoder`]
+/// does. For tracks made from the finished frames (a neural audio stage).
+pub fn mux_audio(
+    tools: &Tools,
+    video: &Path,
+    audio: &AudioPcm,
+    output: &Path,
+    settings: &EncodeSettings,
+) -> Result<(), MediaError> {
+    let pcm = write_pcm(audio)?;
+    let mut args: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostdin", "-i"]
+        .map(String::from)
+        .to_vec();
+    args.push(video.display().to_string());
+    args.extend([
+        "-f".into(),
+        "s16le".into(),
+        "-ar".into(),
+        audio.sample_rate.to_string(),
+        "-ac".into(),
+        audio.channels.to_string(),
+        "-i".into(),
+        pcm.path().display().to_string(),
+        "-map".into(),
+        "0:v:0".into(),
+        "-c:v".into(),
+        "copy".into(),
     ]);
-    args
+    args.extend(aac_args());
+    args.extend(container_args(settings, output));
+    let limits = Limits::encode(settings.stall_timeout);
+    Subprocess::spawn(&tools.ffmpeg, &args, limits, false)?
+        .finish()
+        .map(drop)
 }
 
 /// Writes `pcm` as raw little-endian samples to a temp file for ffmpeg to read.

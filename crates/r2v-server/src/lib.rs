@@ -31,6 +31,7 @@ use crate::jobs::{LocalSource, OwnFiles};
 use crate::state::{AppState, Inner};
 use crate::webhooks::WebhookSigner;
 use r2v_engine::Engine;
+use r2v_engine::audio::AudioStage;
 use r2v_engine::pipeline::Generator;
 use r2v_engine::safety::SafetyPolicy;
 use r2v_media::fetch::{FetchPolicy, Fetcher};
@@ -82,11 +83,13 @@ pub async fn open_store(
     Ok(Arc::new(SqliteStore::open(&data_dir.join("r2v.db")).await?))
 }
 
-/// Runs the server until Ctrl-C or SIGTERM. `on_ready` gets the bound address and, on
-/// the first start of an empty data directory with auth on, the API key it created.
+/// Runs the server until Ctrl-C or SIGTERM, rendering with `engine` (and making audio
+/// tracks with `audio` when given). `on_ready` gets the bound address and, on the first
+/// start of an empty data directory with auth on, the API key it created.
 pub async fn serve(
     config: ServerConfig,
     engine: Arc<dyn Engine>,
+    audio: Option<Arc<dyn AudioStage>>,
     on_ready: impl FnOnce(std::net::SocketAddr, Option<auth::NewKey>),
 ) -> Result<(), ServeError> {
     let database_url = config.database_url.as_ref().map(|url| url.0.as_str());
@@ -169,8 +172,11 @@ pub async fn serve(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let loader = ReferenceLoader::new(fetcher, Tools::default())
         .with_resolver(Arc::new(OwnFiles(state.clone())));
-    let generator =
+    let mut generator =
         Generator::new(engine, loader, policy).with_x264_preset(config.x264_preset.clone());
+    if let Some(stage) = audio {
+        generator = generator.with_audio_stage(stage);
+    }
     let mut tasks = Vec::new();
     for n in 0..config.workers {
         let worker_id = format!("{}{n}", state.local_worker_prefix());

@@ -242,6 +242,39 @@ impl Weights {
         }
     }
 
+    /// A one-value tensor (shape `[]` or `[1]`) as f32; a missing or larger one is recorded
+    /// and 0 returned.
+    pub fn scalar(&self, name: &str) -> f32 {
+        let full = format!("{}{name}", self.prefix);
+        let value = self.entries.get(&full).and_then(|entry| {
+            let count: usize = entry.shape.iter().product();
+            let bytes = &self.maps[entry.file][entry.start..entry.end];
+            (count == 1).then(|| to_f32(entry.dtype, bytes)).flatten()
+        });
+        match value {
+            Some(values) => {
+                self.used.borrow_mut().insert(full);
+                values[0]
+            }
+            None => {
+                self.problems.borrow_mut().push(format!(
+                    "missing or non-scalar key {full} (expected one f32 value)"
+                ));
+                0.0
+            }
+        }
+    }
+
+    /// Records every tensor under `prefix` as known without reading it (the half of a
+    /// checkpoint a model does not run, such as a VAE's encoder when only decoding).
+    pub fn mark_prefix_known(&self, prefix: &str) {
+        let full = format!("{}{prefix}", self.prefix);
+        let mut used = self.used.borrow_mut();
+        for name in self.entries.keys().filter(|n| n.starts_with(&full)) {
+            used.insert(name.clone());
+        }
+    }
+
     /// Rows of a 2-D tensor as f32, concatenated in the order asked: an embedding lookup
     /// that reads only those rows from the mapped file.
     pub fn rows(&self, name: &str, rows: &[usize]) -> Result<Vec<f32>, WanError> {
@@ -399,8 +432,11 @@ fn weight_files(path: &Path) -> Result<Vec<PathBuf>, WanError> {
 
 /// Renames official / ComfyUI keys to diffusers keys; diffusers keys pass through.
 fn official_to_diffusers(entries: BTreeMap<String, Entry>) -> BTreeMap<String, Entry> {
+    // Wan's own block names; other models' `self_attn` (Synchformer's pooling layer) are not it.
     let official = entries.keys().any(|k| {
-        k.contains(".self_attn.") || k.starts_with("head.head") || k.contains("diffusion_model.")
+        ((k.starts_with("blocks.") || k.starts_with("vace_blocks.")) && k.contains(".self_attn."))
+            || k.starts_with("head.head")
+            || k.contains("diffusion_model.")
     });
     if !official {
         return entries;

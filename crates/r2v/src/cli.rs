@@ -43,6 +43,8 @@ pub enum Command {
     Openapi,
     /// Work with the Wan model code directly.
     Wan(WanArgs),
+    /// Work with the MMAudio model code directly.
+    Audio(AudioArgs),
     /// Inspect model directories.
     Models(ModelsArgs),
 }
@@ -61,7 +63,8 @@ pub enum ModelsCommand {
     /// Print a model directory's kind, size, dtype, expected peak memory per device kind
     /// and dtype, and how the engine would run it on the chosen device.
     Inspect {
-        /// A diffusers-layout Wan pipeline directory (VACE or Phantom).
+        /// A diffusers-layout Wan pipeline directory (VACE or Phantom), or an MMAudio
+        /// directory (with mmaudio.json).
         dir: PathBuf,
         /// The device to plan for: auto, cpu, cuda[:N] or wgpu[:N].
         #[arg(long, default_value = "auto", env = "R2V_DEVICE")]
@@ -94,6 +97,99 @@ pub struct WanEngineArgs {
     /// the data directory].
     #[arg(long, env = "R2V_KERNEL_CACHE")]
     pub kernel_cache: Option<PathBuf>,
+    /// An MMAudio model directory (see README): `enable_audio` then makes the track from
+    /// the finished frames and the prompt, on the engine's device, instead of the
+    /// procedural bed.
+    #[arg(long, env = "R2V_AUDIO_MODEL_DIR")]
+    pub audio_model_dir: Option<PathBuf>,
+}
+
+/// `r2v audio`.
+#[derive(Debug, Args)]
+pub struct AudioArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AudioCommand,
+}
+
+/// `r2v audio` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AudioCommand {
+    /// Run one module on tensors from a safetensors file (named as upstream's arguments).
+    Forward(AudioForwardArgs),
+    /// Generate from conditions (after the feature extractors) as upstream's `generate`:
+    /// sampler, unnormalise, VAE decode, vocoder.
+    Pipeline(AudioPipelineArgs),
+}
+
+/// Modules `r2v audio forward` runs.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AudioModuleArg {
+    /// MMAudio.forward: latent, clip_f, sync_f, text_f, t → flow.
+    Net,
+    /// The mel VAE's decoder: z [b, n, embed_dim] → mel.
+    VaeDecode,
+    /// BigVGAN / BigVGAN-v2: mel → audio.
+    Vocoder,
+    /// open_clip's image tower: pixels [b, 3, h, w] in [0, 1] → image_features.
+    ClipImage,
+    /// open_clip's text tower as MMAudio patches it: tokens [b, 77] → text_features.
+    ClipText,
+    /// Synchformer's visual encoder: video [b, s, 16, 3, h, w] in [-1, 1] → features
+    /// [b, s, 8, dim] (weights under `vfeat_extractor.`).
+    Synchformer,
+}
+
+/// `r2v audio forward`.
+#[derive(Debug, Args)]
+pub struct AudioForwardArgs {
+    /// The module.
+    #[arg(long, value_enum)]
+    pub module: AudioModuleArg,
+    /// The constructor's keyword arguments (net: MMAudio's; vae-decode: data_dim, embed_dim,
+    /// hidden_dim; vocoder: BigVGAN's config.json; clip-*: open_clip_config.json; synchformer:
+    /// img_size, embed_dim, depth, num_heads), at the top
+    /// level or under `config`.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Upstream's state dict as safetensors.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The inputs (see --module).
+    #[arg(long)]
+    pub inputs: PathBuf,
+    /// Where the outputs go: flow, mel, audio, image_features, text_features or features.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Where to run.
+    #[command(flatten)]
+    pub device: WanDeviceArgs,
+    /// Run the module this many times and print the median time.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+}
+
+/// `r2v audio pipeline`.
+#[derive(Debug, Args)]
+pub struct AudioPipelineArgs {
+    /// An MMAudio model directory.
+    #[arg(long)]
+    pub model_dir: PathBuf,
+    /// clip_f, sync_f, text_f, optional negative_text_f, and the starting noise x0.
+    #[arg(long)]
+    pub inputs: PathBuf,
+    /// Where latent (unnormalised), mel and audio go.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Euler steps.
+    #[arg(long, default_value_t = 25)]
+    pub steps: usize,
+    /// Guidance strength (below 1: none).
+    #[arg(long, default_value_t = 4.5)]
+    pub cfg: f64,
+    /// Where to run.
+    #[command(flatten)]
+    pub device: WanDeviceArgs,
 }
 
 /// `r2v wan`.

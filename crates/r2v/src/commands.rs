@@ -70,7 +70,7 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<E
         Ok(input) => input,
         Err(details) => return Ok(report(&RequestError::Invalid(details), args.json)),
     };
-    let generator = Generator::new(
+    let mut generator = Generator::new(
         engine,
         loader,
         SafetyPolicy {
@@ -78,6 +78,9 @@ pub fn run(args: RunArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<E
         },
     )
     .with_x264_preset(args.x264_preset.clone());
+    if let Some(stage) = crate::audio::stage(&args.wan, &crate::wan::default_kernel_cache())? {
+        generator = generator.with_audio_stage(stage);
+    }
     eprintln!(
         "r2v {} engine{}",
         generator.engine().name(),

@@ -1,6 +1,7 @@
 //! The `r2v` binary: parses arguments, starts tracing, and hands each subcommand to
 //! one function in [`commands`]. No business logic lives here.
 
+mod audio;
 mod cli;
 mod commands;
 mod logging;
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
         }
     };
     let default_filter = match cli.command {
-        Command::Serve(_) | Command::Worker(_) | Command::Wan(_) => "info",
+        Command::Serve(_) | Command::Worker(_) | Command::Wan(_) | Command::Audio(_) => "info",
         Command::Run(_)
         | Command::Validate(_)
         | Command::Keys(_)
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Keys(args) => (false, service::keys(args, &runtime)),
         Command::Worker(args) => (false, service::worker(args, &runtime)),
         Command::Wan(args) => (false, wan::wan(args)),
+        Command::Audio(args) => (false, audio::audio(args)),
         Command::Models(args) => (false, wan::models(args)),
         Command::Openapi => {
             println!(

@@ -113,8 +113,9 @@ pub fn serve(args: ServeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Resu
     let config = resolve_config(&args)?;
     let choice = args.engine.unwrap_or(EngineArg::Preview);
     let engine = engine(choice, &args.wan, &config.data_dir.join("kernels"))?;
+    let audio = crate::audio::stage(&args.wan, &config.data_dir.join("kernels"))?;
     let auth = config.auth;
-    runtime.block_on(r2v_server::serve(config, engine, |address, key| {
+    runtime.block_on(r2v_server::serve(config, engine, audio, |address, key| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "r2v serve listening on http://{address}");
         if let Some(key) = key {
@@ -191,12 +192,15 @@ pub fn worker(args: WorkerArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         })?;
         let loader = ReferenceLoader::new(fetcher, Tools::default()).with_resolver(source.clone());
         // The server enforces the operator's prompt policy at submit.
-        let generator = Generator::new(
+        let mut generator = Generator::new(
             engine(args.engine, &args.wan, &crate::wan::default_kernel_cache())?,
             loader,
             SafetyPolicy::default(),
         )
         .with_x264_preset(args.x264_preset.clone());
+        if let Some(stage) = crate::audio::stage(&args.wan, &crate::wan::default_kernel_cache())? {
+            generator = generator.with_audio_stage(stage);
+        }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         // SIGTERM or Ctrl-C drains the worker: it claims nothing more and exits once the
         // request it is rendering is reported.

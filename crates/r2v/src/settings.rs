@@ -144,7 +144,9 @@ mod tests {
     fn sample(key: &str) -> &'static str {
         match key {
             "listen" => "\"127.0.0.1:9001\"",
-            "data_dir" | "scratch_dir" | "kernel_cache" | "model_dir" => "\"/tmp/r2v-x\"",
+            "data_dir" | "scratch_dir" | "kernel_cache" | "model_dir" | "audio_model_dir" => {
+                "\"/tmp/r2v-x\""
+            }
             "no_auth" | "allow_private_urls" => "true",
             "workers" => "3",
             "engine" => "\"wan\"",

@@ -31,7 +31,7 @@ pub fn default_kernel_cache() -> PathBuf {
 
 /// The device `args` name, present, with its kernel cache set up, and the attention kernel
 /// for `precision` there.
-fn device(args: &WanDeviceArgs, precision: Precision) -> anyhow::Result<(Device, Kernel)> {
+pub fn device(args: &WanDeviceArgs, precision: Precision) -> anyhow::Result<(Device, Kernel)> {
     let device = args
         .device
         .resolve()
@@ -127,6 +127,16 @@ pub fn wan(args: WanArgs) -> anyhow::Result<Exit> {
 pub fn models(args: ModelsArgs) -> anyhow::Result<Exit> {
     match args.command {
         ModelsCommand::Inspect { dir, device, json } => {
+            if dir.join("mmaudio.json").is_file() {
+                let report = r2v_audio_engine::inspect(&dir)
+                    .with_context(|| format!("inspecting {}", dir.display()))?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", report.to_text());
+                }
+                return Ok(Exit::Ok);
+            }
             let model =
                 ModelDir::open(&dir).with_context(|| format!("inspecting {}", dir.display()))?;
             let device = device

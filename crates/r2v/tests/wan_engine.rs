@@ -9,7 +9,7 @@ mod util;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+
 use util::{Server, ffprobe, http, num, r2v, stream};
 
 fn tiny_model(dir: &Path) -> PathBuf {
@@ -108,7 +108,6 @@ fn serve_with_the_wan_engine_completes_a_request() {
             "ultrafast",
         ],
     );
-    let key = server.key.clone().unwrap();
     let client = http();
     let png = std::fs::read(util::repo_root().join("examples/character-warm.png")).unwrap();
     let image = format!(
@@ -122,49 +121,12 @@ fn serve_with_the_wan_engine_completes_a_request() {
         "duration": "5",
         "seed": 11,
     });
-    let submitted: Value = client
-        .post(format!("{}/wan/v2.6/reference-to-video", server.base))
-        .header("authorization", format!("Key {key}"))
-        .json(&body)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let id = submitted["request_id"].as_str().unwrap().to_owned();
-    let root = format!("{}/wan/v2.6/requests/{id}", server.base);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        let status: Value = client
-            .get(format!("{root}/status?logs=1"))
-            .header("authorization", format!("Key {key}"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        if status["status"] == "COMPLETED" || Instant::now() > deadline {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(status["status"], "COMPLETED", "{status}");
-    let logs: Vec<&str> = status["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|l| l["message"].as_str())
-        .collect();
+    let (logs, output) = util::generate(&server, "wan/v2.6/reference-to-video", &body);
     assert!(
         logs.iter()
             .any(|l| l.contains("denoise: shot 2/2, step 2/2")),
         "standard preset with the directory's 2 steps: {logs:?}"
     );
-    let output: Value = client
-        .get(&root)
-        .header("authorization", format!("Key {key}"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
     let video = client
         .get(output["video"]["url"].as_str().unwrap())
         .send()

@@ -255,6 +255,52 @@ pub fn result(
         .unwrap()
 }
 
+/// Submits `body` to `endpoint` (e.g. `wan/v2.6/reference-to-video`), waits up to 300 s
+/// for it to complete and answers its log messages and its output object.
+pub fn generate(server: &Server, endpoint: &str, body: &Value) -> (Vec<String>, Value) {
+    let client = http();
+    let key = server.key.clone().expect("the server printed a key");
+    let submitted: Value = client
+        .post(format!("{}/{endpoint}", server.base))
+        .header("authorization", auth(&key))
+        .json(body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = submitted["request_id"].as_str().unwrap().to_owned();
+    let root = format!("{}/wan/v2.6/requests/{id}", server.base);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let status = loop {
+        let status: Value = client
+            .get(format!("{root}/status?logs=1"))
+            .header("authorization", auth(&key))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if status["status"] == "COMPLETED" || std::time::Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(status["status"], "COMPLETED", "{status}");
+    let logs = status["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["message"].as_str().map(str::to_owned))
+        .collect();
+    let output = client
+        .get(&root)
+        .header("authorization", auth(&key))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    (logs, output)
+}
+
 /// Submits `n` [`small`] flash requests (prompts `"{what} {i}."`) with a webhook; their ids.
 pub fn submit_with_webhook(
     client: &reqwest::blocking::Client,
