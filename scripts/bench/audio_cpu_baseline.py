@@ -7,7 +7,7 @@ checkpoints store them), inputs.safetensors, outputs.safetensors and torch_timin
 (median seconds of REPEAT runs after one warm-up).
 
     MMAUDIO_SRC=path/to/MMAudio python3 audio_cpu_baseline.py --out DIR --case CASE \
-        [--threads 2] [--repeat 3]
+        [--threads 2] [--repeat 3] [--device cpu|cuda] [--seconds S]
 
 Cases: net_small_16k, net_large_44k_v2 (8 s: 250/345 latents, 64 CLIP frames, 192 sync
 tokens, 77 text tokens), vocoder_16k (BigVGAN, 8 s of 80-band mel), vocoder_44k
@@ -63,12 +63,18 @@ def randomize_(model, seed):
         p.data.copy_(r)
 
 
-def timed(fn, repeat):
+def timed(fn, repeat, device):
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     fn()
+    sync()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         out = fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return out, statistics.median(times)
 
@@ -79,6 +85,9 @@ def main():
     ap.add_argument("--case", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the GPU check)")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="vocoder cases: seconds of mel (default 8 for 16k, 2 for 44k)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.set_grad_enabled(False)
@@ -103,33 +112,37 @@ def main():
             "text_f": torch.randn(b, 77, 1024, generator=g),
             "t": torch.rand(b, generator=g),
         }
-        flow, median = timed(lambda: net(**inputs), a.repeat)
-        outputs = {"flow": flow}
+        dev = {k: v.to(a.device) for k, v in inputs.items()}
+        net = net.to(a.device)
+        flow, median = timed(lambda: net(**dev), a.repeat, a.device)
+        outputs = {"flow": flow.cpu()}
         weights = net.state_dict()
     else:
         h = VOCODER_16K if a.case == "vocoder_16k" else VOCODER_44K
         if a.case == "vocoder_16k":
             model = BigVGANVocoder(AttrDict(h)).eval()
-            frames = 500
+            frames = int((a.seconds or 8) * 16000 / 256)
         else:
             model = BigVGANv2(AttrDict(h), use_cuda_kernel=False).eval()
-            frames = 2 * 44100 // 512
+            frames = int((a.seconds or 2) * 44100 / 512)
         randomize_(model, 2)
         weights = {k: v.clone() for k, v in model.state_dict().items()}
         model.remove_weight_norm()
         config = h
         inputs = {"mel": torch.randn(1, h["num_mels"], frames, generator=g) - 4.0}
-        audio, median = timed(lambda: model(inputs["mel"]), a.repeat)
-        outputs = {"audio": audio.reshape(1, -1)}
+        model = model.to(a.device)
+        mel = inputs["mel"].to(a.device)
+        audio, median = timed(lambda: model(mel), a.repeat, a.device)
+        outputs = {"audio": audio.reshape(1, -1).cpu()}
 
-    save_file({k: v.contiguous() for k, v in weights.items()}, os.path.join(out, "weights.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, os.path.join(out, "weights.safetensors"))
     save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(out, "inputs.safetensors"))
     save_file({k: v.contiguous() for k, v in outputs.items()}, os.path.join(out, "outputs.safetensors"))
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f)
     with open(os.path.join(out, "torch_timing.json"), "w") as f:
         json.dump({"median_s": median, "threads": a.threads, "repeat": a.repeat,
-                   "torch": torch.__version__}, f)
+                   "device": a.device, "torch": torch.__version__}, f)
     print(f"{a.case}: torch median {median:.3f} s")
 
 

@@ -386,6 +386,9 @@ pub struct AudioInspect {
     /// An estimate of the peak memory of a 10 s track in f32: every weight plus the
     /// largest attention's scores and the vocoder's widest activation.
     pub peak_bytes: u64,
+    /// Files the audio stage needs that the directory lacks (it is refused until they are
+    /// there; `r2v audio pipeline` does not need them).
+    pub missing: Vec<String>,
 }
 
 impl AudioInspect {
@@ -409,6 +412,9 @@ impl AudioInspect {
             "peak memory (estimate, f32, a 10 s track): {:.2} GiB\n",
             gib(self.peak_bytes)
         );
+        if !self.missing.is_empty() {
+            out += &format!("missing for the audio stage: {}\n", self.missing.join(", "));
+        }
         out
     }
 }
@@ -421,13 +427,17 @@ pub fn inspect(path: &Path) -> Result<AudioInspect, ModelError> {
         .into_iter()
         .map(|(name, params, bytes)| (name.to_owned(), params, bytes))
         .collect();
+    let mut missing = Vec::new();
     for (name, file, prefix) in [
         ("clip", "clip/open_clip_model.safetensors", ""),
         ("synchformer", "synchformer.safetensors", "vfeat_extractor."),
     ] {
-        let (params, bytes, _) = Weights::open(&dir.root.join(file))?
-            .with_prefix(prefix)
-            .summary();
+        let path = dir.root.join(file);
+        if !path.is_file() {
+            missing.push(file.to_owned());
+            continue;
+        }
+        let (params, bytes, _) = Weights::open(&path)?.with_prefix(prefix).summary();
         parts.push((name.into(), params, bytes));
     }
     let parameters = parts.iter().map(|p| p.1).sum::<u64>();
@@ -446,5 +456,6 @@ pub fn inspect(path: &Path) -> Result<AudioInspect, ModelError> {
         parts,
         parameters,
         peak_bytes: parameters * 4 + scores + vocoder_activation,
+        missing,
     })
 }

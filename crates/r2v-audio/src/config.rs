@@ -235,9 +235,12 @@ impl Sequence {
 pub struct VocoderConfig {
     /// Mel bands in.
     pub num_mels: usize,
-    /// Output samples per second.
-    pub sampling_rate: u32,
-    /// `"1"` (AMPBlock1: dilated and plain convolutions) or `"2"`.
+    /// Output samples per second (absent from upstream's 16 kHz yml: a model directory then
+    /// takes its mode's).
+    #[serde(default)]
+    pub sampling_rate: Option<u32>,
+    /// `"1"` (AMPBlock1: dilated and plain convolutions) or `"2"` (a number is taken too).
+    #[serde(deserialize_with = "string_or_number")]
     pub resblock: String,
     /// Each transposed convolution's stride.
     pub upsample_rates: Vec<usize>,
@@ -264,6 +267,17 @@ pub struct VocoderConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// A string, or a number as its decimal text (configs write `resblock` either way).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string or a number, got {other}"
+        ))),
+    }
 }
 
 impl VocoderConfig {
@@ -315,6 +329,26 @@ mod tests {
         );
         let s = Sequence::for_duration(Mode::K16, 5.0);
         assert_eq!((s.latent, s.clip, s.sync), (157, 40, 112));
+    }
+
+    #[test]
+    fn upstreams_16k_vocoder_yml_reads_without_a_sample_rate() {
+        // mmaudio/ext/bigvgan/bigvgan_vocoder.yml as JSON, `resblock` written as a number.
+        let config: VocoderConfig = serde_json::from_str(
+            r#"{"resblock": 1, "num_mels": 80, "upsample_rates": [4, 4, 2, 2, 2, 2],
+                "upsample_kernel_sizes": [8, 8, 4, 4, 4, 4], "upsample_initial_channel": 1536,
+                "resblock_kernel_sizes": [3, 7, 11],
+                "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+                "activation": "snakebeta", "snake_logscale": true, "seed": 1234}"#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            (config.resblock.as_str(), config.sampling_rate),
+            ("1", None)
+        );
+        assert_eq!(config.hop(), Mode::K16.hop());
+        assert!(config.use_tanh_at_final && config.use_bias_at_final);
     }
 
     #[test]

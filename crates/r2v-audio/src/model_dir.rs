@@ -118,10 +118,11 @@ impl ModelDir {
         }
         let vocoder: VocoderConfig = read_json(&vocoder_json)?;
         vocoder.validate()?;
-        if vocoder.sampling_rate != mode.sample_rate() {
+        let rate = vocoder.sampling_rate.unwrap_or(mode.sample_rate());
+        if rate != mode.sample_rate() {
             problems.push(format!(
                 "the vocoder makes {} Hz audio; a {} model needs {} Hz",
-                vocoder.sampling_rate,
+                rate,
                 label(mode),
                 mode.sample_rate()
             ));

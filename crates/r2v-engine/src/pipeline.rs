@@ -191,6 +191,7 @@ impl Generator {
             Some(_) => output.with_extension("video.mp4"),
             None => output.to_path_buf(),
         };
+        let _intermediate = Intermediate(stage.map(|_| video_path.clone()));
         let mut encoder = EncoderSink {
             encoder: Some(
                 Mp4Encoder::start(tools, &video_path, &settings, pcm.as_ref())
@@ -231,14 +232,10 @@ impl Generator {
             .finish()
             .map_err(|e| internal(&e))?;
         if let (Some(stage), Some(sampler)) = (stage, sampler) {
-            let muxed = self
-                .add_track(stage.as_ref(), &plan, sampler.frames, ctx)
-                .and_then(|pcm| {
-                    video::mux_audio(tools, &video_path, &pcm, output, &settings)
-                        .map_err(|e| internal(&e))
-                });
-            let _ = std::fs::remove_file(&video_path);
-            muxed?;
+            let pcm = self.add_track(stage.as_ref(), &plan, sampler.frames, ctx)?;
+            ctx.log(LogLevel::Info, "mux: adding the audio track");
+            video::mux_audio(tools, &video_path, &pcm, output, &settings)
+                .map_err(|e| internal(&e))?;
         }
         let probe = probe::probe(tools, output, true).map_err(|e| internal(&e))?;
         let file_size = std::fs::metadata(output)
@@ -366,6 +363,17 @@ fn log_plan(plan: &Plan, ctx: &mut dyn RenderCtx) {
 fn internal(error: &MediaError) -> RequestError {
     RequestError::Internal {
         message: error.to_string(),
+    }
+}
+
+/// The video-only file a neural track is muxed into, removed however generation ends.
+struct Intermediate(Option<PathBuf>);
+
+impl Drop for Intermediate {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

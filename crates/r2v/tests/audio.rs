@@ -114,6 +114,10 @@ fn run_makes_the_track_with_the_model() {
     assert!(stderr.contains("audio: step 25/25"), "{stderr}");
     assert!(!stderr.contains("procedural bed"), "{stderr}");
     assert_audio_contract(&paths[0]);
+    assert!(
+        !dir.path().join("a.video.mp4").exists(),
+        "the video-only intermediate is removed"
+    );
 
     assert!(
         run(&request, Some(&model), "42", &paths[1])
