@@ -141,6 +141,17 @@ fn load_synchformer<B: Backend>(
     Ok(model)
 }
 
+/// The frames' pixels as planar `[frames, 3, h, w]` values, each byte mapped by `value`.
+fn planar(frames: &[RgbImage], value: impl Fn(u8) -> f32) -> Vec<f32> {
+    let mut values = Vec::with_capacity(frames.iter().map(|f| f.len()).sum());
+    for frame in frames {
+        for channel in 0..3 {
+            values.extend(frame.pixels().map(|p| value(p[channel])));
+        }
+    }
+    values
+}
+
 /// The text MMAudio hears: the rewritten prompt, else the preamble and the shots' text.
 fn audio_prompt(plan: &Plan) -> String {
     if let Some(actual) = &plan.actual_prompt {
@@ -178,12 +189,7 @@ impl<B: Backend> MmaudioStage<B> {
         let mut features = Vec::with_capacity(n.div_ceil(CLIP_BATCH));
         for chunk in frames.chunks(CLIP_BATCH) {
             let (w, h) = chunk[0].dimensions();
-            let mut values = Vec::with_capacity(chunk.len() * 3 * (w * h) as usize);
-            for frame in chunk {
-                for channel in 0..3 {
-                    values.extend(frame.pixels().map(|p| f32::from(p[channel]) / 255.0));
-                }
-            }
+            let values = planar(chunk, |v| f32::from(v) / 255.0);
             let pixels = Tensor::<B, 1>::from_data(
                 TensorData::new(values, [chunk.len() * 3 * (w * h) as usize]),
                 &self.device,
@@ -204,12 +210,8 @@ impl<B: Backend> MmaudioStage<B> {
         let plane = (w * h) as usize;
         let mut features = Vec::with_capacity(segments);
         for s in 0..segments {
-            let mut values = Vec::with_capacity(SEGMENT_FRAMES * 3 * plane);
-            for frame in &frames[s * SEGMENT_STEP..s * SEGMENT_STEP + SEGMENT_FRAMES] {
-                for channel in 0..3 {
-                    values.extend(frame.pixels().map(|p| f32::from(p[channel]) / 127.5 - 1.0));
-                }
-            }
+            let segment = &frames[s * SEGMENT_STEP..s * SEGMENT_STEP + SEGMENT_FRAMES];
+            let values = planar(segment, |v| f32::from(v) / 127.5 - 1.0);
             let video = Tensor::<B, 1>::from_data(
                 TensorData::new(values, [SEGMENT_FRAMES * 3 * plane]),
                 &self.device,

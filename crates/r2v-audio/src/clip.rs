@@ -19,6 +19,7 @@ use crate::layers::{Linear, quick_gelu};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 use r2v_wan::attention::{Kernel, Scale, attention, merge_heads, split_heads};
+use r2v_wan::layers::LayerNorm;
 use r2v_wan::weights::Weights;
 use serde::Deserialize;
 use std::path::Path;
@@ -107,33 +108,18 @@ impl ClipConfig {
 /// open_clip's `ResidualAttentionBlock`: pre-LN attention and MLP.
 #[derive(Debug, Clone)]
 struct Block<B: Backend> {
-    ln_1: (Tensor<B, 3>, Tensor<B, 3>),
+    ln_1: LayerNorm<B>,
     qkv: Linear<B>,
     out: Linear<B>,
-    ln_2: (Tensor<B, 3>, Tensor<B, 3>),
+    ln_2: LayerNorm<B>,
     fc: Linear<B>,
     proj: Linear<B>,
     heads: usize,
 }
 
-fn layer_norm_affine<B: Backend>(
-    w: &Weights,
-    name: &str,
-    dim: usize,
-    device: &B::Device,
-) -> (Tensor<B, 3>, Tensor<B, 3>) {
-    let get = |p: &str| {
-        w.tensor::<B, 1>(&format!("{name}.{p}"), [dim], device)
-            .reshape([1, 1, dim])
-    };
-    (get("weight"), get("bias"))
-}
-
-fn apply_ln<B: Backend>(
-    x: Tensor<B, 3>,
-    (weight, bias): &(Tensor<B, 3>, Tensor<B, 3>),
-) -> Tensor<B, 3> {
-    crate::layers::layer_norm(x, 1e-5) * weight.clone() + bias.clone()
+/// open_clip's LayerNorm (affine, ε 1e-5).
+fn ln<B: Backend>(w: &Weights, name: &str, dim: usize, device: &B::Device) -> LayerNorm<B> {
+    LayerNorm::load(w, name, dim, 1e-5, device)
 }
 
 /// A stack of blocks and its activation.
@@ -157,7 +143,7 @@ impl<B: Backend> Transformer<B> {
             .map(|i| {
                 let p = format!("{name}.resblocks.{i}");
                 Block {
-                    ln_1: layer_norm_affine(w, &format!("{p}.ln_1"), width, device),
+                    ln_1: ln(w, &format!("{p}.ln_1"), width, device),
                     qkv: Linear::from_parts(
                         w.tensor(
                             &format!("{p}.attn.in_proj_weight"),
@@ -173,7 +159,7 @@ impl<B: Backend> Transformer<B> {
                         true,
                         device,
                     ),
-                    ln_2: layer_norm_affine(w, &format!("{p}.ln_2"), width, device),
+                    ln_2: ln(w, &format!("{p}.ln_2"), width, device),
                     fc: Linear::load(w, &format!("{p}.mlp.c_fc"), [width, hidden], true, device),
                     proj: Linear::load(
                         w,
@@ -195,7 +181,7 @@ impl<B: Backend> Transformer<B> {
 
     fn forward(&self, mut x: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         for block in &self.blocks {
-            let h = apply_ln(x.clone(), &block.ln_1);
+            let h = block.ln_1.forward(x.clone());
             let qkv = block.qkv.forward(h);
             let width = qkv.dims()[2] / 3;
             let part = |j: usize| split_heads(qkv.clone().narrow(2, j * width, width), block.heads);
@@ -208,7 +194,7 @@ impl<B: Backend> Transformer<B> {
                 Scale::Default,
             );
             x = x + block.out.forward(merge_heads(a));
-            let h = block.fc.forward(apply_ln(x.clone(), &block.ln_2));
+            let h = block.fc.forward(block.ln_2.forward(x.clone()));
             let h = if self.quick_gelu {
                 quick_gelu(h)
             } else {
@@ -237,9 +223,9 @@ pub struct ImageTower<B: Backend> {
     patch: Linear<B>,
     class: Tensor<B, 3>,
     positions: Tensor<B, 3>,
-    ln_pre: (Tensor<B, 3>, Tensor<B, 3>),
+    ln_pre: LayerNorm<B>,
     transformer: Transformer<B>,
-    ln_post: (Tensor<B, 3>, Tensor<B, 3>),
+    ln_post: LayerNorm<B>,
     proj: Tensor<B, 3>,
     patch_size: usize,
     mean_std: ([f32; 3], [f32; 3]),
@@ -273,8 +259,8 @@ impl<B: Backend> ImageTower<B> {
         let width = x.dims()[2];
         let x = Tensor::cat(vec![self.class.clone().expand([b, 1, width]), x], 1)
             + self.positions.clone();
-        let x = self.transformer.forward(apply_ln(x, &self.ln_pre), None);
-        let pooled = apply_ln(x.narrow(1, 0, 1), &self.ln_post);
+        let x = self.transformer.forward(self.ln_pre.forward(x), None);
+        let pooled = self.ln_post.forward(x.narrow(1, 0, 1));
         let embed = pooled.matmul(self.proj.clone());
         let dim = embed.dims()[2];
         l2_normalize(embed.reshape([b, dim]))
@@ -287,7 +273,7 @@ pub struct TextTower<B: Backend> {
     tokens: Tensor<B, 2>,
     positions: Tensor<B, 3>,
     transformer: Transformer<B>,
-    ln_final: (Tensor<B, 3>, Tensor<B, 3>),
+    ln_final: LayerNorm<B>,
 }
 
 impl<B: Backend> TextTower<B> {
@@ -308,7 +294,7 @@ impl<B: Backend> TextTower<B> {
         let mask = Tensor::<B, 1>::from_data(TensorData::new(mask, [n * n]), &device)
             .reshape([1, 1, n, n]);
         let x = self.transformer.forward(x, Some(mask));
-        l2_normalize(apply_ln(x, &self.ln_final))
+        l2_normalize(self.ln_final.forward(x))
     }
 }
 
@@ -345,7 +331,7 @@ impl<B: Backend> Clip<B> {
                     device,
                 )
                 .unsqueeze(),
-            ln_pre: layer_norm_affine(w, "visual.ln_pre", v.width, device),
+            ln_pre: ln(w, "visual.ln_pre", v.width, device),
             transformer: Transformer::load(
                 w,
                 "visual.transformer",
@@ -353,7 +339,7 @@ impl<B: Backend> Clip<B> {
                 (config.quick_gelu, kernel),
                 device,
             ),
-            ln_post: layer_norm_affine(w, "visual.ln_post", v.width, device),
+            ln_post: ln(w, "visual.ln_post", v.width, device),
             proj: w
                 .tensor::<B, 2>("visual.proj", [v.width, config.embed_dim], device)
                 .unsqueeze(),
@@ -373,7 +359,7 @@ impl<B: Backend> Clip<B> {
                 (config.quick_gelu, kernel),
                 device,
             ),
-            ln_final: layer_norm_affine(w, "ln_final", t.width, device),
+            ln_final: ln(w, "ln_final", t.width, device),
         };
         for unused in ["logit_scale", "text_projection"] {
             w.mark_prefix_known(unused);

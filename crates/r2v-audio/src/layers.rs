@@ -3,7 +3,7 @@
 //! upstream's `ChannelLastConv1d`) whose weight comes plain, weight-normalised (BigVGAN:
 //! `weight_g`/`weight_v` or `parametrizations.weight.original0/1`) or magnitude-preserving
 //! (the VAE's `MPConv1D`, normalised at load as upstream's `remove_weight_norm`), the SwiGLU
-//! [`Mlp`] (`MLP`/`ConvMLP`), a parameter-free [`layer_norm`], and the activations.
+//! [`Mlp`] (`MLP`/`ConvMLP`) and the activations (LayerNorms are `r2v_wan::layers::LayerNorm`).
 
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, silu};
@@ -349,12 +349,6 @@ impl<B: Backend> Mlp<B> {
         self.w2
             .forward(silu(self.w1.forward(x.clone())) * self.w3.forward(x))
     }
-}
-
-/// LayerNorm without parameters over the last dim.
-pub fn layer_norm<B: Backend>(x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
-    let (var, mean) = x.clone().var_mean_bias(2);
-    (x - mean) / (var + eps).sqrt()
 }
 
 /// SELU with PyTorch's constants.

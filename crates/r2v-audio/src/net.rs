@@ -12,14 +12,20 @@
 //! upstream's does (its issue #55).
 
 use crate::config::NetConfig;
-use crate::layers::{Conv1d, Layout, Linear, Mlp, Projection, WeightForm, layer_norm, selu};
+use crate::layers::{Conv1d, Layout, Linear, Mlp, Projection, WeightForm, selu};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 use r2v_wan::attention::{Kernel, Scale, attention, merge_heads};
+use r2v_wan::layers::LayerNorm;
 use r2v_wan::weights::Weights;
 
 /// nn.LayerNorm's default epsilon.
 const LN_EPS: f64 = 1e-5;
+
+/// The blocks' parameter-free LayerNorm.
+fn layer_norm<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    LayerNorm::plain(LN_EPS).forward(x)
+}
 
 /// `x · (1 + scale) + shift`.
 fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 3>, scale: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -250,7 +256,7 @@ impl<B: Backend> SingleBlock<B> {
         let m = self.adaln.forward(silu(c));
         let dim = m.dims()[2] / if self.post.is_some() { 6 } else { 2 };
         let chunk = |i: usize| m.clone().narrow(2, i * dim, dim);
-        let x = modulate(layer_norm(x, LN_EPS), chunk(0), chunk(1));
+        let x = modulate(layer_norm(x), chunk(0), chunk(1));
         let qkv = self.attn.project(x, rot);
         let modulation = self.post.as_ref().map(|_| Modulation {
             gate_msa: chunk(2),
@@ -271,7 +277,7 @@ impl<B: Backend> SingleBlock<B> {
             return x;
         };
         let x = x + linear1.forward(attn_out) * m.gate_msa;
-        let r = modulate(layer_norm(x.clone(), LN_EPS), m.shift_mlp, m.scale_mlp);
+        let r = modulate(layer_norm(x.clone()), m.shift_mlp, m.scale_mlp);
         x + ffn.forward(r) * m.gate_mlp
     }
 }
@@ -316,7 +322,8 @@ impl<B: Backend> Net<B> {
     pub fn load(w: &Weights, config: &NetConfig, kernel: Kernel, device: &B::Device) -> Self {
         let c = config;
         let d = c.hidden_dim;
-        let (a1, a2) = if c.v2 { (0, 2) } else { (0, 1) };
+        // v2 puts a SiLU between the input projections' two layers.
+        let second = if c.v2 { 2 } else { 1 };
         // Upstream's `load_weights` drops these buffers when a checkpoint has them.
         let head = d / c.num_heads;
         let freq_size = if c.v2 { d } else { 256 };
@@ -385,21 +392,15 @@ impl<B: Backend> Net<B> {
             ),
             clip_in: (
                 Linear::load(w, "clip_input_proj.0", [c.clip_dim, d], true, device),
-                Mlp::load(w, &format!("clip_input_proj.{a2}"), d, 4 * d, 3, device),
+                Mlp::load(w, &format!("clip_input_proj.{second}"), d, 4 * d, 3, device),
             ),
             sync_in: (
                 conv("sync_input_proj.0", c.sync_dim, 7),
                 Mlp::load(w, "sync_input_proj.2", d, 4 * d, 3, device),
             ),
             text_in: (
-                Linear::load(
-                    w,
-                    &format!("text_input_proj.{a1}"),
-                    [c.text_dim, d],
-                    true,
-                    device,
-                ),
-                Mlp::load(w, &format!("text_input_proj.{a2}"), d, 4 * d, 1, device),
+                Linear::load(w, "text_input_proj.0", [c.text_dim, d], true, device),
+                Mlp::load(w, &format!("text_input_proj.{second}"), d, 4 * d, 1, device),
             ),
             clip_cond: Linear::load(w, "clip_cond_proj", [d, d], true, device),
             text_cond: Linear::load(w, "text_cond_proj", [d, d], true, device),
@@ -597,7 +598,7 @@ impl<B: Backend> Net<B> {
         let m = self.final_adaln.forward(silu(global));
         let d = m.dims()[2] / 2;
         let x = modulate(
-            layer_norm(latent, LN_EPS),
+            layer_norm(latent),
             m.clone().narrow(2, 0, d),
             m.narrow(2, d, d),
         );

@@ -61,14 +61,11 @@ impl<B: Backend> AudioModel<B> {
     ) -> Result<Generated<B>, ModelError> {
         let device = x0.device();
         let [batch, n, _] = x0.dims();
-        let empty = self
-            .net
-            .empty_conditions(batch, None, (n, clip_len, sync_len));
-        let pick = |given: Option<Tensor<B, 3>>, fallback: Tensor<B, 3>| given.unwrap_or(fallback);
-        let fallback = self.net.empty_features(batch, (clip_len, sync_len));
-        let clip = pick(features.clip, fallback.0);
-        let sync = pick(features.sync, fallback.1);
-        let text = pick(features.text, fallback.2);
+        let (empty_clip, empty_sync, empty_text) =
+            self.net.empty_features(batch, (clip_len, sync_len));
+        let clip = features.clip.unwrap_or(empty_clip);
+        let sync = features.sync.unwrap_or(empty_sync);
+        let text = features.text.unwrap_or(empty_text);
         if clip.dims()[1] != clip_len || sync.dims()[1] != sync_len || sync_len % 8 != 0 {
             return Err(ModelError::Shape(format!(
                 "conditions of {} CLIP frames and {} sync tokens, expected {clip_len} and {sync_len} (a multiple of 8)",
@@ -77,13 +74,9 @@ impl<B: Backend> AudioModel<B> {
             )));
         }
         let conditions = self.net.conditions(clip, sync, text, n);
-        let empty = match features.negative_text {
-            Some(negative) => {
-                self.net
-                    .empty_conditions(batch, Some(negative), (n, clip_len, sync_len))
-            }
-            None => empty,
-        };
+        let empty =
+            self.net
+                .empty_conditions(batch, features.negative_text, (n, clip_len, sync_len));
         let rotations = self.net.rotations(n, clip_len, &device);
         let x1 = Sampling {
             net: &self.net,

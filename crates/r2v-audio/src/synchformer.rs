@@ -19,6 +19,7 @@ use crate::layers::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 use r2v_wan::attention::{Kernel, Scale, attention, merge_heads, split_heads};
+use r2v_wan::layers::LayerNorm;
 use r2v_wan::weights::Weights;
 use serde::Deserialize;
 
@@ -60,18 +61,10 @@ pub const FEATURES_PER_SEGMENT: usize = SEGMENT_FRAMES / TUBELET;
 /// LayerNorm ε of every norm here.
 const EPS: f64 = 1e-6;
 
-type Norm<B> = (Tensor<B, 3>, Tensor<B, 3>);
+type Norm<B> = LayerNorm<B>;
 
 fn norm<B: Backend>(w: &Weights, name: &str, dim: usize, device: &B::Device) -> Norm<B> {
-    let get = |p: &str| {
-        w.tensor::<B, 1>(&format!("{name}.{p}"), [dim], device)
-            .reshape([1, 1, dim])
-    };
-    (get("weight"), get("bias"))
-}
-
-fn apply<B: Backend>(x: Tensor<B, 3>, (weight, bias): &Norm<B>) -> Tensor<B, 3> {
-    crate::layers::layer_norm(x, EPS) * weight.clone() + bias.clone()
+    LayerNorm::load(w, name, dim, EPS, device)
 }
 
 /// `DividedAttention`: packed qkv (q, k, v chunks, heads outermost), output projection.
@@ -293,27 +286,30 @@ impl<B: Backend> Synchformer<B> {
             x = x.clone()
                 + block
                     .timeattn
-                    .forward(apply(x, &block.norm3), shape, Axis::Time, self.kernel);
+                    .forward(block.norm3.forward(x), shape, Axis::Time, self.kernel);
             x = x.clone()
                 + block
                     .attn
-                    .forward(apply(x, &block.norm1), shape, Axis::Space, self.kernel);
+                    .forward(block.norm1.forward(x), shape, Axis::Space, self.kernel);
             let h = block
                 .fc2
-                .forward(gelu(block.fc1.forward(apply(x.clone(), &block.norm2))));
+                .forward(gelu(block.fc1.forward(block.norm2.forward(x.clone()))));
             x = x + h;
         }
-        let x = apply(x.narrow(1, 1, t * n), &self.norm).reshape([bs * t, n, dim]);
+        let x = self
+            .norm
+            .forward(x.narrow(1, 1, t * n))
+            .reshape([bs * t, n, dim]);
         let pool = &self.pool;
         let x = Tensor::cat(vec![pool.cls.clone().expand([bs * t, 1, dim]), x], 1);
-        let qkv = pool.in_proj.forward(apply(x.clone(), &pool.norm1));
+        let qkv = pool.in_proj.forward(pool.norm1.forward(x.clone()));
         let part = |j: usize| split_heads(qkv.clone().narrow(2, j * dim, dim), heads);
         let a = attention(self.kernel, part(0), part(1), part(2), None, Scale::Default);
         let x = x + pool.out_proj.forward(merge_heads(a));
         let x = x.clone()
             + pool
                 .linear2
-                .forward(gelu(pool.linear1.forward(apply(x, &pool.norm2))));
+                .forward(gelu(pool.linear1.forward(pool.norm2.forward(x))));
         x.narrow(1, 0, 1).reshape([b, s, t, dim])
     }
 }
